@@ -1,0 +1,331 @@
+//! Reading tabular data from CSV: the training set (features plus a two-class target) and
+//! the rows to score (features only, an optional `id` passed through).
+
+use std::path::{Path, PathBuf};
+
+use ndarray::Array2;
+use sha2::{Digest, Sha256};
+
+/// The data set that ships with the project (UCI Breast Cancer Wisconsin, Diagnostic).
+pub const BUNDLED_DATA: &str = "data/breast_cancer.csv";
+
+/// The tutorial's six features, in the tutorial's order.
+pub const DEFAULT_FEATURES: [&str; 6] = [
+    "concavity_mean",
+    "concave_points_mean",
+    "perimeter_se",
+    "area_se",
+    "texture_worst",
+    "area_worst",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not valid CSV at line {line}: {message}")]
+    Csv {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+    #[error("{path} is empty: it has no header row")]
+    NoHeader { path: PathBuf },
+    #[error("{path} has a header but no data rows")]
+    NoRows { path: PathBuf },
+    #[error("{path} has no column named {column:?} (columns: {available})")]
+    MissingColumn {
+        path: PathBuf,
+        column: String,
+        available: String,
+    },
+    #[error("{path}: the column {column:?} is named twice in the header")]
+    DuplicateColumn { path: PathBuf, column: String },
+    #[error("{path}, line {line}, column {column:?}: {value:?} is not a number")]
+    NotNumeric {
+        path: PathBuf,
+        line: u64,
+        column: String,
+        value: String,
+    },
+    #[error("{path}, line {line}, column {column:?}: the target is missing")]
+    MissingTarget {
+        path: PathBuf,
+        line: u64,
+        column: String,
+    },
+    #[error(
+        "{path}: the target column {column:?} must hold exactly two classes, found {found:?}"
+    )]
+    ClassCount {
+        path: PathBuf,
+        column: String,
+        found: Vec<String>,
+    },
+    #[error("{path}: the positive class {positive:?} never occurs in column {column:?} (found {found:?})")]
+    PositiveClassAbsent {
+        path: PathBuf,
+        column: String,
+        positive: String,
+        found: Vec<String>,
+    },
+}
+
+/// A training set: feature matrix (missing cells are `NaN`), boolean target (`true` = positive class).
+#[derive(Debug, Clone)]
+pub struct LabeledData {
+    pub feature_names: Vec<String>,
+    pub features: Array2<f64>,
+    pub targets: Vec<bool>,
+    /// Class names: `[negative, positive]`.
+    pub classes: [String; 2],
+    /// SHA-256 of the file's bytes, recorded in the model artifact.
+    pub sha256: String,
+}
+
+/// A problem in one row of a file being scored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowError {
+    pub line: u64,
+    pub column: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for RowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}, column {:?}: {}", self.line, self.column, self.message)
+    }
+}
+
+/// Rows to score: an id per row (the `id` column, or the line's row number), the feature matrix,
+/// and the rows that could not be read.
+#[derive(Debug)]
+pub struct ScoringRows {
+    pub ids: Vec<String>,
+    pub features: Array2<f64>,
+    pub invalid: Vec<RowError>,
+}
+
+/// Parses one cell: empty, `NaN` or `NA` is a missing value (`NaN`), anything else must be a number.
+pub fn parse_cell(cell: &str) -> Result<f64, ()> {
+    let cell = cell.trim();
+    if cell.is_empty() || cell.eq_ignore_ascii_case("nan") || cell.eq_ignore_ascii_case("na") {
+        return Ok(f64::NAN);
+    }
+    match cell.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(()),
+    }
+}
+
+struct Csv {
+    path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl Csv {
+    fn read(path: &Path) -> Result<Self, DatasetError> {
+        let bytes = std::fs::read(path).map_err(|source| DatasetError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            bytes,
+        })
+    }
+
+    fn reader(&self) -> csv::Reader<&[u8]> {
+        csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(false)
+            .from_reader(&self.bytes[..])
+    }
+
+    fn csv_error(&self, err: csv::Error) -> DatasetError {
+        let line = err.position().map_or(0, |p| p.line());
+        DatasetError::Csv {
+            path: self.path.clone(),
+            line,
+            message: err.to_string(),
+        }
+    }
+
+    fn header(&self, reader: &mut csv::Reader<&[u8]>) -> Result<Vec<String>, DatasetError> {
+        let header = reader.headers().map_err(|e| self.csv_error(e))?;
+        if header.is_empty() || (header.len() == 1 && header[0].trim().is_empty()) {
+            return Err(DatasetError::NoHeader {
+                path: self.path.clone(),
+            });
+        }
+        let names: Vec<String> = header.iter().map(|h| h.trim().to_string()).collect();
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                return Err(DatasetError::DuplicateColumn {
+                    path: self.path.clone(),
+                    column: name.clone(),
+                });
+            }
+        }
+        Ok(names)
+    }
+
+    fn column(&self, header: &[String], name: &str) -> Result<usize, DatasetError> {
+        header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| DatasetError::MissingColumn {
+                path: self.path.clone(),
+                column: name.to_string(),
+                available: header.join(", "),
+            })
+    }
+}
+
+/// Reads a training set: the named feature columns and a two-class target column.
+pub fn load_labeled(
+    path: &Path,
+    feature_names: &[String],
+    target: &str,
+    positive: &str,
+) -> Result<LabeledData, DatasetError> {
+    let csv = Csv::read(path)?;
+    let mut reader = csv.reader();
+    let header = csv.header(&mut reader)?;
+    let feature_idx = feature_names
+        .iter()
+        .map(|f| csv.column(&header, f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let target_idx = csv.column(&header, target)?;
+
+    let mut values = Vec::new();
+    let mut raw_targets = Vec::new();
+    let mut classes: Vec<String> = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| csv.csv_error(e))?;
+        let line = record.position().map_or(0, |p| p.line());
+        for (&idx, name) in feature_idx.iter().zip(feature_names) {
+            let cell = &record[idx];
+            let value = parse_cell(cell).map_err(|()| DatasetError::NotNumeric {
+                path: csv.path.clone(),
+                line,
+                column: name.clone(),
+                value: cell.to_string(),
+            })?;
+            values.push(value);
+        }
+        let class = record[target_idx].trim();
+        if class.is_empty() {
+            return Err(DatasetError::MissingTarget {
+                path: csv.path.clone(),
+                line,
+                column: target.to_string(),
+            });
+        }
+        if !classes.iter().any(|c| c == class) {
+            classes.push(class.to_string());
+        }
+        raw_targets.push(class == positive);
+    }
+    if raw_targets.is_empty() {
+        return Err(DatasetError::NoRows { path: csv.path });
+    }
+    classes.sort();
+    if classes.len() != 2 {
+        return Err(DatasetError::ClassCount {
+            path: csv.path,
+            column: target.to_string(),
+            found: classes,
+        });
+    }
+    if !classes.iter().any(|c| c == positive) {
+        return Err(DatasetError::PositiveClassAbsent {
+            path: csv.path,
+            column: target.to_string(),
+            positive: positive.to_string(),
+            found: classes,
+        });
+    }
+    let negative = classes.iter().find(|c| *c != positive).cloned().unwrap_or_default();
+    let rows = raw_targets.len();
+    let features = Array2::from_shape_vec((rows, feature_names.len()), values)
+        .expect("one value per feature per row");
+    Ok(LabeledData {
+        feature_names: feature_names.to_vec(),
+        features,
+        targets: raw_targets,
+        classes: [negative, positive.to_string()],
+        sha256: hex::encode(Sha256::digest(&csv.bytes)),
+    })
+}
+
+/// Reads rows to score: the named feature columns in any order (extra columns ignored) and an
+/// optional `id` column. Rows with bad cells are collected in `invalid`, not returned.
+pub fn load_for_scoring(path: &Path, feature_names: &[String]) -> Result<ScoringRows, DatasetError> {
+    let csv = Csv::read(path)?;
+    let mut reader = csv.reader();
+    let header = csv.header(&mut reader)?;
+    let feature_idx = feature_names
+        .iter()
+        .map(|f| csv.column(&header, f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let id_idx = header.iter().position(|h| h == "id");
+
+    let mut ids = Vec::new();
+    let mut values = Vec::new();
+    let mut invalid = Vec::new();
+    let mut record = csv::StringRecord::new();
+    let mut row_number = 0u64;
+    let mut row = Vec::with_capacity(feature_names.len());
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(csv.csv_error(e)),
+        }
+        row_number += 1;
+        let line = record.position().map_or(0, |p| p.line());
+        row.clear();
+        let mut bad = false;
+        for (&idx, name) in feature_idx.iter().zip(feature_names) {
+            let cell = &record[idx];
+            match parse_cell(cell) {
+                Ok(v) => row.push(v),
+                Err(()) => {
+                    invalid.push(RowError {
+                        line,
+                        column: name.clone(),
+                        message: format!("{cell:?} is not a number"),
+                    });
+                    bad = true;
+                }
+            }
+        }
+        if bad {
+            continue;
+        }
+        values.extend_from_slice(&row);
+        ids.push(match id_idx {
+            Some(i) => record[i].to_string(),
+            None => row_number.to_string(),
+        });
+    }
+    if row_number == 0 {
+        return Err(DatasetError::NoRows { path: csv.path });
+    }
+    let features = Array2::from_shape_vec((ids.len(), feature_names.len()), values)
+        .expect("one value per feature per row");
+    Ok(ScoringRows {
+        ids,
+        features,
+        invalid,
+    })
+}
+
+/// The default feature list as owned strings.
+pub fn default_features() -> Vec<String> {
+    DEFAULT_FEATURES.iter().map(|s| s.to_string()).collect()
+}

@@ -1,0 +1,10 @@
+//! ml-serving: train, serve and load-test a tabular classifier (the UCI breast-cancer tutorial).
+
+pub mod artifact;
+pub mod atomic_file;
+pub mod cli;
+pub mod dataset;
+pub mod evaluate;
+pub mod pipeline;
+pub mod score;
+pub mod train;
