@@ -44,6 +44,7 @@ LABEL org.opencontainers.image.title="ml-serving" \
       org.opencontainers.image.licenses="MIT OR Apache-2.0"
 
 COPY --from=binary /out/ml-serving /usr/local/bin/ml-serving
+# Root-owned and so read-only for the server; it keeps its mode from the build context (0644 in git).
 COPY model/model_binary.dat.gz /model/model_binary.dat.gz
 
 # MODEL_NAME is deliberately left unset: the server then takes the name stored in the artifact
