@@ -169,7 +169,8 @@ def read_server_settings(report: Report, binary: Path) -> ServerSettings | None:
             report.fail(
                 "binary",
                 str(binary),
-                f"`{' '.join(args)}` exited {done.returncode}: {done.stderr.strip()[:300]}",
+                f"`{' '.join(args)}` exited {done.returncode}: "
+                + (done.stderr.strip().splitlines() or ["(no message)"])[0][:200],
             )
             return None
         texts.append(done.stdout)
@@ -219,7 +220,7 @@ def render_tree(report: Report, tree: Path, kubectl: str) -> list[Rendering]:
     renderings = []
     kustomizations = kustomization_dirs(tree)
     for folder in kustomizations:
-        name = str(folder.relative_to(tree.parent))
+        name = str(folder.relative_to(tree.parent.parent))
         try:
             done = subprocess.run(
                 [kubectl, "kustomize", str(folder)],
@@ -241,13 +242,13 @@ def render_tree(report: Report, tree: Path, kubectl: str) -> list[Rendering]:
         report.ok("render", name, f"`kubectl kustomize` gave {len(objects)} objects")
         renderings.append(Rendering(name, objects))
     for folder, files in loose_yaml_groups(tree, kustomizations).items():
-        name = str(folder.relative_to(tree.parent))
+        name = str(folder.relative_to(tree.parent.parent))
         objects = []
         for path in files:
             try:
                 objects.extend(load_documents(path.read_text()))
             except yaml.YAMLError as error:
-                report.fail("render", str(path.relative_to(tree.parent)), f"not YAML: {error}")
+                report.fail("render", str(path.relative_to(tree.parent.parent)), f"not YAML: {error}")
         report.ok("render", name, f"{len(files)} plain YAML files, {len(objects)} objects")
         renderings.append(Rendering(name, objects))
     if not renderings:
@@ -679,8 +680,10 @@ def check_probes(
                 ]
                 if not resolved:
                     report.fail("probe-port", f"{subject} {kind}", f"port {ref!r} is not a port of the container")
+                elif port is None and settings is None:
+                    report.skip("probe-port", f"{subject} {kind}", "the server's default PORT is unknown")
                 elif port is None:
-                    report.fail("probe-port", f"{subject} {kind}", "the server's PORT is unknown")
+                    report.fail("probe-port", f"{subject} {kind}", "PORT is neither set nor has a known default")
                 elif resolved[0] != port:
                     report.fail(
                         "probe-port",
