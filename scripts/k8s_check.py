@@ -1006,6 +1006,12 @@ SELF_TEST_CASES = [
         None,
     ),
     (
+        "server told to listen on another port than the probes use",
+        "probe-port",
+        lambda o: first(o, "ConfigMap")["data"].update(PORT="9000"),
+        None,
+    ),
+    (
         "container allowed to run as root",
         "security-context",
         lambda o: pod_spec(o)["securityContext"].update(runAsNonRoot=False),
