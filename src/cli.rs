@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{score, train};
+use crate::{client, score, server, train};
 
 /// Train, serve and load-test a tabular ML model.
 #[derive(Debug, Parser)]
@@ -18,6 +18,10 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Score a CSV file offline with a model artifact.
     Score(score::ScoreArgs),
+    /// Serve a model artifact over HTTP.
+    Serve(server::ServeArgs),
+    /// Exit 0 when a server answers 200 on its readiness route (for container health checks).
+    Healthcheck(client::HealthcheckArgs),
 }
 
 impl Cli {
@@ -26,6 +30,8 @@ impl Cli {
         match self.command {
             Command::Train(args) => train::run(&args),
             Command::Score(args) => score::run(&args),
+            Command::Serve(args) => server::run(&args),
+            Command::Healthcheck(args) => client::healthcheck(&args),
         }
     }
 }

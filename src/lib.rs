@@ -3,8 +3,13 @@
 pub mod artifact;
 pub mod atomic_file;
 pub mod cli;
+pub mod client;
 pub mod dataset;
 pub mod evaluate;
+pub mod features;
 pub mod pipeline;
 pub mod score;
+pub mod server;
+pub mod telemetry;
 pub mod train;
+pub mod wire;

@@ -137,7 +137,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<(ModelArtifact, TrainReport)> {
         format_version: FORMAT_VERSION,
         name: args.name.clone(),
         version: args.model_version.clone(),
-        created_at: now_rfc3339(),
+        created_at: crate::server::now_rfc3339(),
         ml_serving_version: env!("CARGO_PKG_VERSION").to_string(),
         feature_names: args.features.clone(),
         labels: ClassLabels { negative, positive },
@@ -227,10 +227,3 @@ impl TrainReport {
     }
 }
 
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}

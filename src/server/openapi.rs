@@ -1,0 +1,85 @@
+//! The OpenAPI document: paths and response schemas come from the handlers' annotations and
+//! the wire types; the request schemas are built from the live model's feature list.
+
+use utoipa::OpenApi;
+use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{RefOr, ServerBuilder};
+
+use crate::wire;
+
+use super::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "ml-serving", description = "Predictions from a tabular model over HTTP: the breast-cancer tutorial's API, done right."),
+    paths(
+        routes::predict,
+        routes::predict_batch,
+        routes::info,
+        routes::health,
+        routes::ready,
+        routes::metrics,
+    ),
+    components(schemas(
+        wire::PredictResponse,
+        wire::BatchResponse,
+        wire::HealthResponse,
+        wire::InfoResponse,
+        wire::LabelsInfo,
+        wire::ArtifactInfo,
+        wire::ValidationErrorBody,
+        wire::FieldError,
+        wire::ErrorBody,
+    ))
+)]
+struct ApiDoc;
+
+/// The document for a model with these features.
+pub fn document(features: &[String], sample: &[f64]) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc.servers = Some(vec![ServerBuilder::new().url("/").build()]);
+    let mut row = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some("One row: every feature of the model, each a finite number ≥ 0. Unknown fields are refused."))
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    let mut example = serde_json::Map::new();
+    for (name, value) in features.iter().zip(sample) {
+        row = row
+            .property(
+                name,
+                ObjectBuilder::new().schema_type(Type::Number).minimum(Some(0.0)),
+            )
+            .required(name);
+        example.insert(name.clone(), serde_json::json!(value));
+    }
+    let row = row.examples([serde_json::Value::Object(example)]).build();
+    let rows = || {
+        ArrayBuilder::new()
+            .items(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("PredictRequest")))
+            .min_items(Some(1))
+    };
+    let batch = OneOfBuilder::new()
+        .item(rows())
+        .item(
+            ObjectBuilder::new()
+                .property("rows", rows())
+                .required("rows")
+                .additional_properties(Some(AdditionalProperties::FreeForm(false))),
+        )
+        .build();
+    if let Some(components) = doc.components.as_mut() {
+        components
+            .schemas
+            .insert("PredictRequest".to_string(), RefOr::T(Schema::Object(row)));
+        components
+            .schemas
+            .insert("BatchRequest".to_string(), RefOr::T(Schema::OneOf(batch)));
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+    doc
+}

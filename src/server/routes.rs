@@ -1,0 +1,148 @@
+//! The route handlers of the tutorial's API and its extensions.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::features;
+use crate::wire::{
+    ArtifactInfo, BatchResponse, ErrorBody, HealthResponse, InfoResponse, LabelsInfo,
+    PredictResponse, ValidationErrorBody,
+};
+
+use super::error::ApiError;
+use super::extract::JsonBody;
+use super::state::AppState;
+
+/// Predict one row.
+#[utoipa::path(
+    post,
+    path = "/predict",
+    request_body(content = PredictRequest, description = "The model's features, each a number ≥ 0"),
+    responses(
+        (status = 200, description = "The prediction", body = PredictResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key (when API_KEY is set)", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Missing, unknown or invalid fields, all listed", body = ValidationErrorBody),
+        (status = 429, description = "Too many requests in flight", body = ErrorBody),
+    ),
+    security((), ("api_key" = []))
+)]
+pub async fn predict(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+    let model = state.model();
+    let row = features::parse_row(model.features(), &body)?;
+    let positive = model.votes(&row)?[0].majority();
+    Ok(([(header::CONTENT_TYPE, "application/json")], model.answer_body(positive)).into_response())
+}
+
+/// Predict many rows: a JSON array of rows, or `{"rows": [...]}`.
+#[utoipa::path(
+    post,
+    path = "/predict/batch",
+    request_body(content = BatchRequest, description = "Rows of features, at most MAX_BATCH_ROWS"),
+    responses(
+        (status = 200, description = "One prediction per row, in order", body = BatchResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key (when API_KEY is set)", body = ErrorBody),
+        (status = 413, description = "Body over the limit, or more rows than MAX_BATCH_ROWS", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Invalid rows; each error's loc holds the row index", body = ValidationErrorBody),
+        (status = 429, description = "Too many requests in flight", body = ErrorBody),
+    ),
+    security((), ("api_key" = []))
+)]
+pub async fn predict_batch(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let model = state.model();
+    let values = features::parse_batch(model.features(), &body, state.limits().batch_rows)?;
+    let predictions = model
+        .votes(&values)?
+        .into_iter()
+        .map(|v| model.answer(v.majority()))
+        .collect();
+    Ok(Json(BatchResponse { predictions }))
+}
+
+/// The live model: name, version, features, labels, held-out metrics, artifact checksum.
+#[utoipa::path(get, path = "/info", responses((status = 200, body = InfoResponse)))]
+pub async fn info(State(state): State<AppState>) -> Json<InfoResponse> {
+    let served = state.model();
+    let a = &served.model.artifact;
+    Json(InfoResponse {
+        name: served.name.clone(),
+        version: a.version.clone(),
+        features: a.feature_names.clone(),
+        labels: LabelsInfo {
+            negative: a.labels.negative.clone(),
+            positive: a.labels.positive.clone(),
+        },
+        metrics: a.metrics.clone(),
+        artifact: ArtifactInfo {
+            path: served.model.path.display().to_string(),
+            sha256: served.model.sha256.clone(),
+            format_version: a.format_version,
+            created_at: a.created_at.clone(),
+            loaded_at: served.loaded_at.clone(),
+            trained_with: a.ml_serving_version.clone(),
+        },
+        ml_serving_version: env!("CARGO_PKG_VERSION").to_string(),
+    })
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/health", responses((status = 200, body = HealthResponse)))]
+pub async fn health() -> Json<HealthResponse> {
+    Json(HealthResponse {
+        status: "ok".to_string(),
+    })
+}
+
+/// Readiness: 200 while serving, 503 once shutting down.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    responses(
+        (status = 200, description = "Ready", body = HealthResponse),
+        (status = 503, description = "Shutting down", body = HealthResponse),
+    )
+)]
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<HealthResponse>) {
+    if state.is_ready() {
+        (StatusCode::OK, Json(HealthResponse { status: "ready".to_string() }))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(HealthResponse { status: "shutting down".to_string() }),
+        )
+    }
+}
+
+/// Prometheus metrics, text format.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::telemetry::metrics_handle().render(),
+    )
+}
+
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(uri.path().to_string())
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Placeholder types for the OpenAPI document: the real schemas are built from the live
+/// model's feature list (see `openapi.rs`).
+#[derive(utoipa::ToSchema)]
+pub struct PredictRequest;
+
+#[derive(utoipa::ToSchema)]
+pub struct BatchRequest;

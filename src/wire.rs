@@ -1,0 +1,89 @@
+//! The HTTP API's JSON bodies, shared by the server and the client.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::evaluate::HeldOutMetrics;
+pub use crate::features::{FieldError, Loc};
+
+/// The answer for one row: `{"label":"M","prediction":1}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PredictResponse {
+    /// The class name, e.g. `M` (malignant) or `B` (benign).
+    #[schema(example = "M")]
+    pub label: String,
+    /// 1 for the positive class, 0 for the negative one.
+    #[schema(example = 1)]
+    pub prediction: u8,
+}
+
+/// The answers for a batch, in the order of its rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BatchResponse {
+    pub predictions: Vec<PredictResponse>,
+}
+
+/// `GET /health`: the process is alive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HealthResponse {
+    #[schema(example = "ok")]
+    pub status: String,
+}
+
+/// The two class names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LabelsInfo {
+    /// The label of prediction 0.
+    #[serde(rename = "0")]
+    pub negative: String,
+    /// The label of prediction 1.
+    #[serde(rename = "1")]
+    pub positive: String,
+}
+
+/// Where the live model came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ArtifactInfo {
+    pub path: String,
+    /// SHA-256 of the artifact file.
+    pub sha256: String,
+    pub format_version: u32,
+    /// When the artifact was trained (RFC 3339).
+    pub created_at: String,
+    /// When this server loaded it (RFC 3339).
+    pub loaded_at: String,
+    /// The ml-serving version that trained it.
+    pub trained_with: String,
+}
+
+/// `GET /info`: the live model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct InfoResponse {
+    /// Model name (`MODEL_NAME`, else the name stored in the artifact).
+    #[schema(example = "breast_model")]
+    pub name: String,
+    /// Model version.
+    #[schema(example = "1")]
+    pub version: String,
+    /// Feature names, in the order the model takes them.
+    pub features: Vec<String>,
+    pub labels: LabelsInfo,
+    /// Metrics measured on the held-out rows at training time.
+    #[schema(value_type = Object)]
+    pub metrics: HeldOutMetrics,
+    pub artifact: ArtifactInfo,
+    /// The version of the server.
+    pub ml_serving_version: String,
+}
+
+/// A request that failed validation (422): every bad field, with its location.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ValidationErrorBody {
+    pub detail: Vec<FieldError>,
+}
+
+/// Any other error: `{"detail": "what went wrong"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub detail: String,
+}
