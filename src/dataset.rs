@@ -57,15 +57,15 @@ pub enum DatasetError {
         line: u64,
         column: String,
     },
-    #[error(
-        "{path}: the target column {column:?} must hold exactly two classes, found {found:?}"
-    )]
+    #[error("{path}: the target column {column:?} must hold exactly two classes, found {found:?}")]
     ClassCount {
         path: PathBuf,
         column: String,
         found: Vec<String>,
     },
-    #[error("{path}: the positive class {positive:?} never occurs in column {column:?} (found {found:?})")]
+    #[error(
+        "{path}: the positive class {positive:?} never occurs in column {column:?} (found {found:?})"
+    )]
     PositiveClassAbsent {
         path: PathBuf,
         column: String,
@@ -96,7 +96,11 @@ pub struct RowError {
 
 impl std::fmt::Display for RowError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "line {}, column {:?}: {}", self.line, self.column, self.message)
+        write!(
+            f,
+            "line {}, column {:?}: {}",
+            self.line, self.column, self.message
+        )
     }
 }
 
@@ -110,15 +114,13 @@ pub struct ScoringRows {
 }
 
 /// Parses one cell: empty, `NaN` or `NA` is a missing value (`NaN`), anything else must be a number.
-pub fn parse_cell(cell: &str) -> Result<f64, ()> {
+/// `None` when the cell is neither.
+pub fn parse_cell(cell: &str) -> Option<f64> {
     let cell = cell.trim();
     if cell.is_empty() || cell.eq_ignore_ascii_case("nan") || cell.eq_ignore_ascii_case("na") {
-        return Ok(f64::NAN);
+        return Some(f64::NAN);
     }
-    match cell.parse::<f64>() {
-        Ok(v) if v.is_finite() => Ok(v),
-        _ => Err(()),
-    }
+    cell.parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
 struct Csv {
@@ -209,7 +211,7 @@ pub fn load_labeled(
         let line = record.position().map_or(0, |p| p.line());
         for (&idx, name) in feature_idx.iter().zip(feature_names) {
             let cell = &record[idx];
-            let value = parse_cell(cell).map_err(|()| DatasetError::NotNumeric {
+            let value = parse_cell(cell).ok_or_else(|| DatasetError::NotNumeric {
                 path: csv.path.clone(),
                 line,
                 column: name.clone(),
@@ -249,7 +251,11 @@ pub fn load_labeled(
             found: classes,
         });
     }
-    let negative = classes.iter().find(|c| *c != positive).cloned().unwrap_or_default();
+    let negative = classes
+        .iter()
+        .find(|c| *c != positive)
+        .cloned()
+        .unwrap_or_default();
     let rows = raw_targets.len();
     let features = Array2::from_shape_vec((rows, feature_names.len()), values)
         .expect("one value per feature per row");
@@ -264,7 +270,10 @@ pub fn load_labeled(
 
 /// Reads rows to score: the named feature columns in any order (extra columns ignored) and an
 /// optional `id` column. Rows with bad cells are collected in `invalid`, not returned.
-pub fn load_for_scoring(path: &Path, feature_names: &[String]) -> Result<ScoringRows, DatasetError> {
+pub fn load_for_scoring(
+    path: &Path,
+    feature_names: &[String],
+) -> Result<ScoringRows, DatasetError> {
     let csv = Csv::read(path)?;
     let mut reader = csv.reader();
     let header = csv.header(&mut reader)?;
@@ -293,8 +302,8 @@ pub fn load_for_scoring(path: &Path, feature_names: &[String]) -> Result<Scoring
         for (&idx, name) in feature_idx.iter().zip(feature_names) {
             let cell = &record[idx];
             match parse_cell(cell) {
-                Ok(v) => row.push(v),
-                Err(()) => {
+                Some(v) => row.push(v),
+                None => {
                     invalid.push(RowError {
                         line,
                         column: name.clone(),

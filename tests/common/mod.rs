@@ -1,0 +1,138 @@
+//! Shared helpers for the server tests: a state over the bundled model, and one-shot calls.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use ml_serving::artifact::LoadedModel;
+use ml_serving::server::{AppState, Limits, ServedModel, app};
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub const SAMPLE: &str = r#"{"concavity_mean":0.3001,"concave_points_mean":0.1471,"perimeter_se":8.589,"area_se":153.4,"texture_worst":17.33,"area_worst":2019.0}"#;
+
+pub fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+pub fn bundled_model_path() -> PathBuf {
+    repo("model/model_binary.dat.gz")
+}
+
+pub struct Setup {
+    pub model_path: PathBuf,
+    pub name: Option<String>,
+    pub body_bytes: usize,
+    pub batch_rows: usize,
+    pub api_key: Option<String>,
+    pub max_in_flight: usize,
+    pub timeout: Duration,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            model_path: bundled_model_path(),
+            name: None,
+            body_bytes: 1024 * 1024,
+            batch_rows: 1000,
+            api_key: None,
+            max_in_flight: 64,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Setup {
+    pub fn state(&self) -> AppState {
+        ml_serving::telemetry::metrics_handle();
+        let model = LoadedModel::load(&self.model_path).expect("model loads");
+        AppState::new(
+            ServedModel::new(model, self.name.as_deref()),
+            self.model_path.clone(),
+            self.name.clone(),
+            Limits {
+                body_bytes: self.body_bytes,
+                batch_rows: self.batch_rows,
+            },
+            self.api_key.clone(),
+        )
+    }
+
+    pub fn app(&self) -> (AppState, Router) {
+        let state = self.state();
+        let router = app(state.clone(), self.max_in_flight, self.timeout);
+        (state, router)
+    }
+}
+
+pub fn default_app() -> Router {
+    Setup::default().app().1
+}
+
+/// Sends one request through the router; returns the status and the body parsed as JSON
+/// (`Value::String` holding the text when it is not JSON).
+pub async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    content_type: Option<&str>,
+    body: impl Into<Body>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let response = app
+        .clone()
+        .oneshot(req.body(body.into()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, value)
+}
+
+pub async fn post_json(app: &Router, uri: &str, body: &str) -> (StatusCode, Value) {
+    call(app, "POST", uri, Some("application/json"), body.to_string()).await
+}
+
+pub async fn get(app: &Router, uri: &str) -> (StatusCode, Value) {
+    call(app, "GET", uri, None, Body::empty()).await
+}
+
+/// The bundled data set's rows as JSON objects of the default features, with their diagnosis.
+pub fn bundled_rows() -> Vec<(serde_json::Map<String, Value>, String)> {
+    let mut reader = csv::Reader::from_path(repo("data/breast_cancer.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let features = ml_serving::dataset::DEFAULT_FEATURES;
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            let mut row = serde_json::Map::new();
+            for f in features {
+                let i = headers.iter().position(|h| h == f).unwrap();
+                let v: f64 = r[i].parse().unwrap();
+                row.insert(f.to_string(), serde_json::json!(v));
+            }
+            let d = headers.iter().position(|h| h == "diagnosis").unwrap();
+            (row, r[d].to_string())
+        })
+        .collect()
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
