@@ -31,7 +31,11 @@ pub struct ClassLabels {
 
 impl ClassLabels {
     pub fn name(&self, positive: bool) -> &str {
-        if positive { &self.positive } else { &self.negative }
+        if positive {
+            &self.positive
+        } else {
+            &self.negative
+        }
     }
 }
 
@@ -84,7 +88,9 @@ pub enum ArtifactProblem {
     NotOurs(String),
     #[error("corrupt or truncated ({0})")]
     Corrupt(String),
-    #[error("format version {found} is not supported by this ml-serving (it reads version {expected}); use a matching release or retrain")]
+    #[error(
+        "format version {found} is not supported by this ml-serving (it reads version {expected}); use a matching release or retrain"
+    )]
     UnsupportedFormat { found: u32, expected: u32 },
     #[error("inconsistent model: {0}")]
     Inconsistent(String),
@@ -142,7 +148,9 @@ impl ModelArtifact {
             )));
         }
         let header: FormatHeader = serde_json::from_slice(&json).map_err(|e| {
-            ArtifactProblem::NotOurs(format!("its content is not an ml-serving JSON document: {e}"))
+            ArtifactProblem::NotOurs(format!(
+                "its content is not an ml-serving JSON document: {e}"
+            ))
         })?;
         match header.format.as_deref() {
             Some(FORMAT_NAME) => {}
@@ -151,7 +159,11 @@ impl ModelArtifact {
                     "its format is {other:?}, expected {FORMAT_NAME:?}"
                 )));
             }
-            None => return Err(ArtifactProblem::NotOurs("it has no format name".to_string())),
+            None => {
+                return Err(ArtifactProblem::NotOurs(
+                    "it has no format name".to_string(),
+                ));
+            }
         }
         match header.format_version {
             Some(FORMAT_VERSION) => {}
@@ -204,7 +216,12 @@ impl ModelArtifact {
                 "the decision tree splits on feature {f}, beyond the model's {width} features"
             )));
         }
-        let numbers = p.imputer.means.iter().chain(&p.scaler.min).chain(&p.scaler.max);
+        let numbers = p
+            .imputer
+            .means
+            .iter()
+            .chain(&p.scaler.min)
+            .chain(&p.scaler.max);
         if numbers.chain(&self.sample).any(|v| !v.is_finite()) {
             return Err(ArtifactProblem::Inconsistent(
                 "a stored mean, range or sample value is not a finite number".to_string(),

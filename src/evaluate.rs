@@ -48,12 +48,20 @@ impl ConfusionMatrix {
 
     pub fn f1(&self) -> f64 {
         let (p, r) = (self.precision(), self.recall());
-        if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) }
+        if p + r == 0.0 {
+            0.0
+        } else {
+            2.0 * p * r / (p + r)
+        }
     }
 }
 
 fn ratio(num: u64, den: u64) -> f64 {
-    if den == 0 { 0.0 } else { num as f64 / den as f64 }
+    if den == 0 {
+        0.0
+    } else {
+        num as f64 / den as f64
+    }
 }
 
 /// What training reports about the held-out rows, and what the artifact keeps of it.
@@ -103,7 +111,12 @@ mod tests {
         let m = ConfusionMatrix::from_predictions(&predicted, &truth);
         assert_eq!(
             m,
-            ConfusionMatrix { true_positive: 3, false_positive: 1, true_negative: 3, false_negative: 1 }
+            ConfusionMatrix {
+                true_positive: 3,
+                false_positive: 1,
+                true_negative: 3,
+                false_negative: 1
+            }
         );
         assert_eq!(m.accuracy(), 0.75);
         assert_eq!(m.precision(), 0.75);
@@ -116,8 +129,16 @@ mod tests {
     #[test]
     fn each_model_is_scored_alone() {
         let votes = [
-            Votes { logistic: true, tree: false, svm: true },
-            Votes { logistic: false, tree: false, svm: true },
+            Votes {
+                logistic: true,
+                tree: false,
+                svm: true,
+            },
+            Votes {
+                logistic: false,
+                tree: false,
+                svm: true,
+            },
         ];
         let m = HeldOutMetrics::from_votes(&votes, &[true, false]);
         assert_eq!(m.accuracy, 1.0);

@@ -52,7 +52,11 @@ pub fn parse_row(names: &[String], body: &[u8]) -> Result<Vec<f64>, RowsError> {
     .deserialize(&mut de)
     .and_then(|()| de.end())
     .map_err(RowsError::Syntax)?;
-    if errors.is_empty() { Ok(out) } else { Err(RowsError::Invalid(errors)) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(RowsError::Invalid(errors))
+    }
 }
 
 /// Parses a batch: a JSON array of rows, or an object `{"rows": [...]}`. Returns the values
@@ -66,7 +70,9 @@ pub fn parse_batch(names: &[String], body: &[u8], max_rows: usize) -> Result<Vec
         too_many: false,
     };
     let mut de = serde_json::Deserializer::from_slice(body);
-    let result = BatchSeed(&mut state).deserialize(&mut de).and_then(|()| de.end());
+    let result = BatchSeed(&mut state)
+        .deserialize(&mut de)
+        .and_then(|()| de.end());
     if state.too_many {
         return Err(RowsError::TooManyRows { max: max_rows });
     }
@@ -231,7 +237,11 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
             }
         }
         for (i, name) in self.names.iter().enumerate() {
-            let given = if width > 64 { seen_wide[i] } else { seen & (1u64 << i) != 0 };
+            let given = if width > 64 {
+                seen_wide[i]
+            } else {
+                seen & (1u64 << i) != 0
+            };
             if !given {
                 self.errors.push(field_error(
                     body_loc(self.prefix, Some(name)),
@@ -310,7 +320,11 @@ impl<'de> Visitor<'de> for BatchSeed<'_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        RowsSeed { state: self.0, prefix: None }.visit_seq(seq)
+        RowsSeed {
+            state: self.0,
+            prefix: None,
+        }
+        .visit_seq(seq)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
@@ -373,7 +387,9 @@ impl BatchState<'_> {
         self.errors.push(field_error(
             vec![Loc::Key("body".to_string())],
             "list_type",
-            format!("Input should be an array of rows or an object {{\"rows\": [...]}}, got {kind}"),
+            format!(
+                "Input should be an array of rows or an object {{\"rows\": [...]}}, got {kind}"
+            ),
         ));
     }
 }
@@ -399,7 +415,11 @@ impl<'de> Visitor<'de> for RowsSeed<'_, '_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let state = self.state;
-        let mut prefix: Vec<Loc> = self.prefix.map(|p| Loc::Key(p.to_string())).into_iter().collect();
+        let mut prefix: Vec<Loc> = self
+            .prefix
+            .map(|p| Loc::Key(p.to_string()))
+            .into_iter()
+            .collect();
         prefix.push(Loc::Index(0));
         let mut index = 0usize;
         loop {
@@ -467,7 +487,11 @@ impl<'de> Visitor<'de> for RowsSeed<'_, '_> {
 
 impl RowsSeed<'_, '_> {
     fn not_rows(self, kind: &str) {
-        let prefix: Vec<Loc> = self.prefix.map(|p| Loc::Key(p.to_string())).into_iter().collect();
+        let prefix: Vec<Loc> = self
+            .prefix
+            .map(|p| Loc::Key(p.to_string()))
+            .into_iter()
+            .collect();
         self.state.errors.push(field_error(
             body_loc(&prefix, None),
             "list_type",

@@ -58,7 +58,11 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
             "{} invalid cell(s):\n{}{}",
             rows.invalid.len(),
             listed.join("\n"),
-            if more > 0 { format!("\n  ... and {more} more") } else { String::new() }
+            if more > 0 {
+                format!("\n  ... and {more} more")
+            } else {
+                String::new()
+            }
         );
         if !args.skip_invalid {
             bail!("{summary}\nnothing was written; pass --skip-invalid to score the valid rows");
@@ -99,4 +103,3 @@ fn write_csv_field(out: &mut Vec<u8>, field: &str) {
         out.extend_from_slice(field.as_bytes());
     }
 }
-

@@ -83,7 +83,10 @@ pub struct TrainReport {
 /// Fits the pipeline as `args` say and returns the artifact (not yet written) and the report.
 pub fn train(args: &TrainArgs) -> anyhow::Result<(ModelArtifact, TrainReport)> {
     if !(args.test_fraction > 0.0 && args.test_fraction < 1.0) {
-        bail!("--test-fraction must be between 0 and 1 (exclusive), got {}", args.test_fraction);
+        bail!(
+            "--test-fraction must be between 0 and 1 (exclusive), got {}",
+            args.test_fraction
+        );
     }
     if args.features.is_empty() || args.features.iter().any(|f| f.trim().is_empty()) {
         bail!("--features needs at least one non-empty column name");
@@ -226,4 +229,3 @@ impl TrainReport {
         )
     }
 }
-

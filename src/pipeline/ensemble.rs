@@ -139,7 +139,14 @@ mod tests {
 
     #[test]
     fn majority_needs_two_of_three() {
-        let v = |logistic, tree, svm| Votes { logistic, tree, svm }.majority();
+        let v = |logistic, tree, svm| {
+            Votes {
+                logistic,
+                tree,
+                svm,
+            }
+            .majority()
+        };
         assert!(!v(false, false, false));
         assert!(!v(true, false, false));
         assert!(!v(false, true, false));

@@ -21,7 +21,11 @@ impl MeanImputer {
                     .iter()
                     .filter(|v| !v.is_nan())
                     .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
-                if count == 0 { Err(j) } else { Ok(sum / count as f64) }
+                if count == 0 {
+                    Err(j)
+                } else {
+                    Ok(sum / count as f64)
+                }
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self { means })

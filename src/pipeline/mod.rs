@@ -39,8 +39,7 @@ pub struct FittedPipeline {
 impl Pipeline {
     /// Learns the imputer and the scaler from `x`, then fits the models on the transformed rows.
     pub fn fit(&self, x: ArrayView2<f64>, y: &[bool]) -> Result<FittedPipeline, PipelineError> {
-        let imputer =
-            MeanImputer::fit(x).map_err(|index| PipelineError::EmptyColumn { index })?;
+        let imputer = MeanImputer::fit(x).map_err(|index| PipelineError::EmptyColumn { index })?;
         let mut imputed = x.to_owned();
         for mut row in imputed.rows_mut() {
             imputer.apply(row.as_slice_mut().expect("owned rows are contiguous"));
@@ -75,7 +74,9 @@ impl FittedPipeline {
         }
         let mut out = x.as_standard_layout().into_owned();
         for mut row in out.rows_mut() {
-            let row = row.as_slice_mut().expect("standard layout rows are contiguous");
+            let row = row
+                .as_slice_mut()
+                .expect("standard layout rows are contiguous");
             self.imputer.apply(row);
             self.scaler.apply(row);
         }
@@ -120,7 +121,13 @@ mod tests {
         let fitted = Pipeline::default().fit(x.view(), &y).unwrap();
         assert_eq!(fitted.imputer.means[1], 13.0 / 7.0);
         assert_eq!(fitted.predict(x.view()).unwrap(), y);
-        assert_eq!(fitted.predict(array![[f64::NAN, 2.0]].view()).unwrap().len(), 1);
+        assert_eq!(
+            fitted
+                .predict(array![[f64::NAN, 2.0]].view())
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -128,6 +135,12 @@ mod tests {
         let (x, y) = toy();
         let fitted = Pipeline::default().fit(x.view(), &y).unwrap();
         let err = fitted.predict(array![[1.0, 2.0, 3.0]].view()).unwrap_err();
-        assert!(matches!(err, PipelineError::FeatureCount { expected: 2, got: 3 }));
+        assert!(matches!(
+            err,
+            PipelineError::FeatureCount {
+                expected: 2,
+                got: 3
+            }
+        ));
     }
 }

@@ -17,9 +17,11 @@ impl MinMaxScaler {
         let (min, max) = x
             .axis_iter(Axis(1))
             .map(|column| {
-                column.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
-                    (lo.min(v), hi.max(v))
-                })
+                column
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+                        (lo.min(v), hi.max(v))
+                    })
             })
             .unzip();
         Self { min, max }
@@ -29,7 +31,11 @@ impl MinMaxScaler {
     pub fn apply(&self, row: &mut [f64]) {
         for ((v, lo), hi) in row.iter_mut().zip(&self.min).zip(&self.max) {
             let range = hi - lo;
-            *v = if range > 0.0 { (*v - lo) / range } else { *v - lo };
+            *v = if range > 0.0 {
+                (*v - lo) / range
+            } else {
+                *v - lo
+            };
         }
     }
 }
@@ -47,7 +53,11 @@ mod tests {
         assert_eq!(scaler.max, vec![3.0, 5.0]);
         let mut row = [2.0, 5.0];
         scaler.apply(&mut row);
-        assert_eq!(row, [0.5, 0.0], "a constant column is shifted, not divided by zero");
+        assert_eq!(
+            row,
+            [0.5, 0.0],
+            "a constant column is shifted, not divided by zero"
+        );
         let mut outside = [5.0, 6.0];
         scaler.apply(&mut outside);
         assert_eq!(outside, [2.0, 1.0]);

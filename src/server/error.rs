@@ -13,8 +13,12 @@ pub enum ApiError {
     /// The body is not JSON.
     MalformedJson(String),
     UnsupportedMediaType(String),
-    BodyTooLarge { limit: usize },
-    TooManyRows { max: usize },
+    BodyTooLarge {
+        limit: usize,
+    },
+    TooManyRows {
+        max: usize,
+    },
     Unauthorized,
     NotFound(String),
     MethodNotAllowed,
@@ -86,7 +90,13 @@ impl IntoResponse for ApiError {
             Self::Validation(detail) => {
                 (status, axum::Json(ValidationErrorBody { detail })).into_response()
             }
-            other => (status, axum::Json(ErrorBody { detail: other.message() })).into_response(),
+            other => (
+                status,
+                axum::Json(ErrorBody {
+                    detail: other.message(),
+                }),
+            )
+                .into_response(),
         };
         if status == StatusCode::UNAUTHORIZED {
             response

@@ -13,9 +13,9 @@ pub struct JsonBody(pub Bytes);
 fn is_json(content_type: &str) -> bool {
     let mime = content_type.split(';').next().unwrap_or("").trim();
     mime.eq_ignore_ascii_case("application/json")
-        || mime
-            .rsplit_once('+')
-            .is_some_and(|(kind, suffix)| kind.starts_with("application/") && suffix.eq_ignore_ascii_case("json"))
+        || mime.rsplit_once('+').is_some_and(|(kind, suffix)| {
+            kind.starts_with("application/") && suffix.eq_ignore_ascii_case("json")
+        })
 }
 
 impl FromRequest<AppState> for JsonBody {
@@ -45,7 +45,10 @@ impl FromRequest<AppState> for JsonBody {
                     limit: state.limits().body_bytes,
                 }
             } else {
-                ApiError::MalformedJson(format!("could not read the body: {}", rejection.body_text()))
+                ApiError::MalformedJson(format!(
+                    "could not read the body: {}",
+                    rejection.body_text()
+                ))
             }
         })?;
         Ok(Self(bytes))

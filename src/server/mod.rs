@@ -91,7 +91,10 @@ impl ServeArgs {
         }
         anyhow::ensure!(self.max_batch_rows > 0, "MAX_BATCH_ROWS must be at least 1");
         anyhow::ensure!(self.max_in_flight > 0, "MAX_IN_FLIGHT must be at least 1");
-        anyhow::ensure!(self.body_limit_bytes > 0, "BODY_LIMIT_BYTES must be at least 1");
+        anyhow::ensure!(
+            self.body_limit_bytes > 0,
+            "BODY_LIMIT_BYTES must be at least 1"
+        );
         Ok(())
     }
 
@@ -119,7 +122,10 @@ pub fn app(state: AppState, max_in_flight: usize, request_timeout: Duration) -> 
     let predictions = Router::new()
         .route("/predict", post(routes::predict))
         .route("/predict/batch", post(routes::predict_batch))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), layers::require_api_key))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            layers::require_api_key,
+        ))
         .route_layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(layers::handle_tower_error))
@@ -159,7 +165,10 @@ pub async fn serve(
     match tokio::time::timeout(drain, server).await {
         Ok(result) => result.context("serving HTTP"),
         Err(_) => {
-            tracing::warn!(drain_secs = drain.as_secs_f64(), "drain timeout: closing the connections still open");
+            tracing::warn!(
+                drain_secs = drain.as_secs_f64(),
+                "drain timeout: closing the connections still open"
+            );
             Ok(())
         }
     }
@@ -182,9 +191,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     crate::telemetry::metrics_handle();
     args.check()?;
     let state = args.state().inspect_err(|_| {
-        metrics::counter!("model_loads_total", "trigger" => "startup", "outcome" => "failure").increment(1);
+        metrics::counter!("model_loads_total", "trigger" => "startup", "outcome" => "failure")
+            .increment(1);
     })?;
-    metrics::counter!("model_loads_total", "trigger" => "startup", "outcome" => "success").increment(1);
+    metrics::counter!("model_loads_total", "trigger" => "startup", "outcome" => "success")
+        .increment(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -235,7 +246,13 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
                 stop.cancel();
             }
         });
-        serve(listener, app, stop, seconds("DRAIN_TIMEOUT_SECS", args.drain_timeout_secs)?).await?;
+        serve(
+            listener,
+            app,
+            stop,
+            seconds("DRAIN_TIMEOUT_SECS", args.drain_timeout_secs)?,
+        )
+        .await?;
         tracing::info!("stopped");
         Ok(())
     })

@@ -2,7 +2,9 @@
 //! the wire types; the request schemas are built from the live model's feature list.
 
 use utoipa::OpenApi;
-use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type,
+};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{RefOr, ServerBuilder};
 
@@ -12,7 +14,10 @@ use super::routes;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "ml-serving", description = "Predictions from a tabular model over HTTP: the breast-cancer tutorial's API, done right."),
+    info(
+        title = "ml-serving",
+        description = "Predictions from a tabular model over HTTP: the breast-cancer tutorial's API, done right."
+    ),
     paths(
         routes::predict,
         routes::predict_batch,
@@ -49,7 +54,9 @@ pub fn document(features: &[String], sample: &[f64]) -> utoipa::openapi::OpenApi
         row = row
             .property(
                 name,
-                ObjectBuilder::new().schema_type(Type::Number).minimum(Some(0.0)),
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .minimum(Some(0.0)),
             )
             .required(name);
         example.insert(name.clone(), serde_json::json!(value));
@@ -57,7 +64,9 @@ pub fn document(features: &[String], sample: &[f64]) -> utoipa::openapi::OpenApi
     let row = row.examples([serde_json::Value::Object(example)]).build();
     let rows = || {
         ArrayBuilder::new()
-            .items(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("PredictRequest")))
+            .items(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                "PredictRequest",
+            )))
             .min_items(Some(1))
     };
     let batch = OneOfBuilder::new()

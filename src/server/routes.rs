@@ -31,11 +31,18 @@ use super::state::AppState;
     ),
     security((), ("api_key" = []))
 )]
-pub async fn predict(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+pub async fn predict(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
     let model = state.model();
     let row = features::parse_row(model.features(), &body)?;
     let positive = model.votes(&row)?[0].majority();
-    Ok(([(header::CONTENT_TYPE, "application/json")], model.answer_body(positive)).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        model.answer_body(positive),
+    )
+        .into_response())
 }
 
 /// Predict many rows: a JSON array of rows, or `{"rows": [...]}`.
@@ -113,11 +120,18 @@ pub async fn health() -> Json<HealthResponse> {
 )]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<HealthResponse>) {
     if state.is_ready() {
-        (StatusCode::OK, Json(HealthResponse { status: "ready".to_string() }))
+        (
+            StatusCode::OK,
+            Json(HealthResponse {
+                status: "ready".to_string(),
+            }),
+        )
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(HealthResponse { status: "shutting down".to_string() }),
+            Json(HealthResponse {
+                status: "shutting down".to_string(),
+            }),
         )
     }
 }

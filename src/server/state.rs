@@ -38,9 +38,7 @@ impl ServedModel {
                     .expect("plain data"),
             )
         };
-        let counter = |positive: bool| {
-            metrics::counter!("predictions_total", "label" => labels.name(positive).to_string())
-        };
+        let counter = |positive: bool| metrics::counter!("predictions_total", "label" => labels.name(positive).to_string());
         Self {
             bodies: [body(false), body(true)],
             predictions: [counter(false), counter(true)],
