@@ -28,7 +28,6 @@ copy to pass).
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import re
 import shutil
@@ -839,24 +838,43 @@ def summary(name: str, report: Report) -> str:
 
 # -------------------------------------------------------------- self-test
 
-STUB_HELP = """Serve the model over HTTP
+# The stand-in's help: the shape and settings of the real `ml-serving serve
+# --help` (wrapped brackets and a hidden value included). Keep its settings in
+# step with the binary's: the unmodified base must pass with it. The normal run
+# checks the ConfigMap against the real binary, not against this.
+STUB_HELP = """Serve a model artifact over HTTP
 
 Usage: ml-serving serve [OPTIONS]
 
 Options:
       --model-path <MODEL_PATH>
-          Model artifact [env: MODEL_PATH=] [default: model/model_binary.dat.gz]
+          The model artifact to serve [env: MODEL_PATH=] [default: model/model_binary.dat.gz]
       --model-name <MODEL_NAME>
-          Name reported by /info [env: MODEL_NAME=]
+          Serve the model under this name instead of the one stored in the artifact [env:
+          MODEL_NAME=]
       --host <HOST>
-          [env: HOST=] [default: 0.0.0.0]
+          Address to listen on [env: HOST=] [default: 0.0.0.0]
       --port <PORT>
-          [env: PORT=] [default: 8000]
+          Port to listen on [env: PORT=] [default: 8000]
+      --body-limit-bytes <BODY_LIMIT_BYTES>
+          [env: BODY_LIMIT_BYTES=] [default: 1048576]
+      --max-batch-rows <MAX_BATCH_ROWS>
+          [env: MAX_BATCH_ROWS=] [default: 1000]
+      --max-in-flight <MAX_IN_FLIGHT>
+          [env: MAX_IN_FLIGHT=] [default: 512]
+      --request-timeout-secs <REQUEST_TIMEOUT_SECS>
+          [env: REQUEST_TIMEOUT_SECS=] [default: 10]
       --drain-timeout-secs <DRAIN_TIMEOUT_SECS>
-          Seconds to finish in-flight requests after SIGTERM [env:
+          On SIGTERM, how long requests in flight may take to finish, in seconds [env:
           DRAIN_TIMEOUT_SECS=] [default: 10]
+      --reload-interval-secs <RELOAD_INTERVAL_SECS>
+          [env: RELOAD_INTERVAL_SECS=] [default: 0]
       --api-key <API_KEY>
-          [env: API_KEY]
+          Require a bearer key on the prediction routes [env: API_KEY]
+      --log <LOG_FILTER>
+          Log filter, in `RUST_LOG` syntax [env: RUST_LOG=] [default: info]
+      --log-json
+          Log as JSON lines [env: LOG_JSON=]
   -h, --help
           Print help
 """
