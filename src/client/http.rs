@@ -6,8 +6,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use axum::body::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
-use hyper::{Method, Request, StatusCode, Uri, header};
+use hyper::{Method, Request, Response, StatusCode, Uri, header};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -23,7 +24,11 @@ pub struct Target {
 impl Target {
     /// Parses `http://host[:port][/base]`; `host:port` alone is taken as http.
     pub fn parse(url: &str) -> anyhow::Result<Self> {
-        let with_scheme = if url.contains("://") { url.to_string() } else { format!("http://{url}") };
+        let with_scheme = if url.contains("://") {
+            url.to_string()
+        } else {
+            format!("http://{url}")
+        };
         let uri: Uri = with_scheme
             .parse()
             .with_context(|| format!("{url:?} is not a valid URL"))?;
@@ -34,7 +39,11 @@ impl Target {
         }
         let host = uri.host().with_context(|| format!("{url:?} has no host"))?;
         let port = uri.port_u16().unwrap_or(80);
-        let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
         Ok(Self {
             authority: format!("{host}:{port}"),
             base_path: uri.path().trim_end_matches('/').to_string(),
@@ -99,10 +108,41 @@ impl Connection {
         }
         let request = request.body(Full::new(body.unwrap_or_default()))?;
         self.sender.ready().await.context("connection closed")?;
-        let response = self.sender.send_request(request).await.context("sending the request")?;
+        let response = self
+            .sender
+            .send_request(request)
+            .await
+            .context("sending the request")?;
         let status = response.status();
-        let body = response.into_body().collect().await.context("reading the answer")?.to_bytes();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .context("reading the answer")?
+            .to_bytes();
         Ok(Reply { status, body })
+    }
+
+    /// Waits until the connection can take a request; fails if it has been closed (for
+    /// example by the server after an idle timeout), in which case nothing was sent.
+    pub async fn ready(&mut self) -> hyper::Result<()> {
+        self.sender.ready().await
+    }
+
+    /// Sends a request built by the caller and returns the response with its body unread:
+    /// the load generator's hot path, which prepares everything it can once. The caller sets
+    /// the Host header (see [`Connection::authority`]) and must read or drop the body before
+    /// the next request.
+    pub async fn send_request(
+        &mut self,
+        request: Request<Full<Bytes>>,
+    ) -> hyper::Result<Response<Incoming>> {
+        self.sender.send_request(request).await
+    }
+
+    /// `host:port`, as sent in the Host header.
+    pub fn authority(&self) -> &str {
+        &self.authority
     }
 }
 
@@ -132,11 +172,17 @@ mod tests {
     #[test]
     fn urls() {
         let t = Target::parse("http://127.0.0.1:8000").unwrap();
-        assert_eq!((t.authority.as_str(), t.base_path.as_str()), ("127.0.0.1:8000", ""));
+        assert_eq!(
+            (t.authority.as_str(), t.base_path.as_str()),
+            ("127.0.0.1:8000", "")
+        );
         let t = Target::parse("192.168.49.2:30001/").unwrap();
         assert_eq!(t.authority, "192.168.49.2:30001");
         let t = Target::parse("http://example.com/api/").unwrap();
-        assert_eq!((t.authority.as_str(), t.path("/predict").as_str()), ("example.com:80", "/api/predict"));
+        assert_eq!(
+            (t.authority.as_str(), t.path("/predict").as_str()),
+            ("example.com:80", "/api/predict")
+        );
         assert!(Target::parse("https://example.com").is_err());
         assert!(Target::parse("http://").is_err());
     }
