@@ -22,6 +22,8 @@ pub enum Command {
     Serve(server::ServeArgs),
     /// Exit 0 when a server answers 200 on its readiness route (for container health checks).
     Healthcheck(client::HealthcheckArgs),
+    /// Send one prediction to a server and print its answer.
+    Predict(client::predict::PredictArgs),
 }
 
 impl Cli {
@@ -32,6 +34,7 @@ impl Cli {
             Command::Score(args) => score::run(&args),
             Command::Serve(args) => server::run(&args),
             Command::Healthcheck(args) => client::healthcheck(&args),
+            Command::Predict(args) => client::predict::run(&args),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! client and the load generator.
 
 pub mod http;
+pub mod predict;
 
 use std::time::Duration;
 
@@ -29,7 +30,9 @@ pub fn healthcheck(args: &HealthcheckArgs) -> anyhow::Result<()> {
     let target = http::Target::parse(&url)?;
     let timeout = Duration::try_from_secs_f64(args.timeout_secs)
         .map_err(|_| anyhow::anyhow!("--timeout-secs must be a positive number"))?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let reply = runtime.block_on(http::request_once(
         &format!("http://{}", target.authority),
         Method::GET,
