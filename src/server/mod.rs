@@ -8,6 +8,7 @@ mod openapi;
 mod reload;
 mod routes;
 mod state;
+mod v2;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -119,26 +120,30 @@ pub fn app(state: AppState, max_in_flight: usize, request_timeout: Duration) -> 
     let model = state.model();
     let doc = openapi::document(model.features(), &model.model.artifact.sample);
     drop(model);
+    let api_key = axum::middleware::from_fn_with_state(state.clone(), layers::require_api_key);
+    // Clones share one in-flight limit: /predict and the V2 inference routes draw on the same.
+    let guards = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(layers::handle_tower_error))
+        .load_shed()
+        .layer(GlobalConcurrencyLimitLayer::new(max_in_flight))
+        .timeout(request_timeout);
     let predictions = Router::new()
         .route("/predict", post(routes::predict))
         .route("/predict/batch", post(routes::predict_batch))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            layers::require_api_key,
-        ))
-        .route_layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(layers::handle_tower_error))
-                .load_shed()
-                .layer(GlobalConcurrencyLimitLayer::new(max_in_flight))
-                .timeout(request_timeout),
-        );
+        .route_layer(api_key.clone())
+        .route_layer(guards.clone());
+    let v2_infer = v2::infer_routes()
+        .route_layer(api_key)
+        .route_layer(guards)
+        .route_layer(axum::middleware::map_response(v2::error_body));
     Router::new()
         .route("/info", get(routes::info))
         .route("/health", get(routes::health))
         .route("/ready", get(routes::ready))
         .route("/metrics", get(routes::metrics))
         .merge(predictions)
+        .merge(v2_infer)
+        .merge(v2::open_routes())
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

@@ -10,7 +10,7 @@ use utoipa::openapi::{RefOr, ServerBuilder};
 
 use crate::wire;
 
-use super::routes;
+use super::{routes, v2};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,6 +25,15 @@ use super::routes;
         routes::health,
         routes::ready,
         routes::metrics,
+        v2::server_live,
+        v2::server_ready,
+        v2::server_metadata,
+        v2::model_metadata,
+        v2::model_version_metadata,
+        v2::model_ready,
+        v2::model_version_ready,
+        v2::infer,
+        v2::infer_version,
     ),
     components(schemas(
         wire::PredictResponse,
@@ -36,6 +45,20 @@ use super::routes;
         wire::ValidationErrorBody,
         wire::FieldError,
         wire::ErrorBody,
+        v2::V2ErrorBody,
+        v2::LiveResponse,
+        v2::ReadyResponse,
+        v2::ModelReadyResponse,
+        v2::ServerMetadata,
+        v2::ModelMetadata,
+        v2::ModelParameters,
+        v2::TensorMetadata,
+        v2::InferenceRequest,
+        v2::RequestInput,
+        v2::RequestOutput,
+        v2::InferenceResponse,
+        v2::ResponseOutput,
+        v2::TensorData,
     ))
 )]
 struct ApiDoc;
