@@ -24,6 +24,8 @@ pub enum Command {
     Healthcheck(client::HealthcheckArgs),
     /// Send one prediction to a server and print its answer.
     Predict(client::predict::PredictArgs),
+    /// Put load on a server and report throughput and latency percentiles.
+    Loadtest(client::loadtest::LoadtestArgs),
 }
 
 impl Cli {
@@ -35,6 +37,7 @@ impl Cli {
             Command::Serve(args) => server::run(&args),
             Command::Healthcheck(args) => client::healthcheck(&args),
             Command::Predict(args) => client::predict::run(&args),
+            Command::Loadtest(args) => client::loadtest::run(&args),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! client and the load generator.
 
 pub mod http;
+pub mod loadtest;
 pub mod predict;
 
 use std::time::Duration;
