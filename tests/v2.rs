@@ -936,6 +936,68 @@ async fn the_v2_routes_are_in_the_openapi_document() {
     }
 }
 
+/// The fenced code blocks of a markdown file: (language, text).
+fn code_blocks(markdown: &str) -> Vec<(String, String)> {
+    let mut blocks = Vec::new();
+    let mut open: Option<(String, String)> = None;
+    for line in markdown.lines() {
+        match (&mut open, line.strip_prefix("```")) {
+            (None, Some(lang)) => open = Some((lang.trim().to_string(), String::new())),
+            (Some(_), Some(_)) => blocks.extend(open.take()),
+            (Some((_, text)), None) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+            (None, None) => {}
+        }
+    }
+    blocks
+}
+
+#[tokio::test]
+async fn the_examples_in_docs_kserve_md_are_true() {
+    let app = default_app();
+    let page = std::fs::read_to_string(repo("docs/kserve.md")).unwrap();
+    let blocks = code_blocks(&page);
+    let json_blocks: Vec<Value> = blocks
+        .iter()
+        .filter(|(lang, _)| lang == "json")
+        .map(|(_, text)| serde_json::from_str(text).expect("a json block parses"))
+        .collect();
+    let find = |key: &str| {
+        json_blocks
+            .iter()
+            .find(|v| v.get(key).is_some())
+            .unwrap_or_else(|| panic!("no json block with {key:?}"))
+    };
+
+    assert_eq!(
+        &get(&app, "/v2/models/breast_model").await.1,
+        find("platform")
+    );
+
+    let curl = blocks
+        .iter()
+        .find(|(lang, text)| lang == "bash" && text.contains("/v2/models/breast_model/infer"))
+        .map(|(_, text)| text)
+        .expect("the curl example");
+    let start = curl.find("-d '").expect("-d '...'") + 4;
+    let end = curl.rfind('\'').unwrap();
+    let request: Value = serde_json::from_str(&curl[start..end]).unwrap();
+    let (status, answer) = infer(&app, &request).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(&answer, find("model_name"));
+
+    let per_feature = json_blocks
+        .iter()
+        .find(|v| v["inputs"][0]["name"] == "concavity_mean" && v["inputs"][0]["data"].is_array())
+        .expect("the per-feature example");
+    let (status, answer) = infer(&app, per_feature).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(predictions(&answer), [1, 0]);
+    assert_eq!(output(&answer, "label"), &json!(["M", "B"]));
+}
+
 // ------------------------------------------------------------------ property tests
 
 fn check(body: Vec<u8>) -> Result<(), TestCaseError> {
