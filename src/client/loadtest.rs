@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 pub use engine::{LiveCounters, LoadConfig, run_load};
 pub use report::{Percentiles, Report, RequestRecord, StopReason, Summary, format_us};
 
-use super::predict::{DEFAULT_URL, feature_names, sample_row};
+use super::predict::{DEFAULT_URL, feature_names, sample_row, write_stdout};
 
 /// Put load on a server and measure its throughput and latency.
 ///
@@ -242,9 +242,12 @@ pub fn run(args: &LoadtestArgs) -> anyhow::Result<()> {
     })?;
     runtime.shutdown_background();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report.summary())?);
+        write_stdout(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&report.summary())?
+        ))?;
     } else {
-        print!("{report}");
+        write_stdout(&report.to_string())?;
     }
     report.check(args.max_error_rate)
 }

@@ -297,30 +297,34 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
 
 fn print_reply(args: &PredictArgs, reply: &Reply) -> anyhow::Result<()> {
     let answer: Option<Value> = serde_json::from_slice(&reply.body).ok();
-    if args.json {
-        let out = serde_json::json!({
-            "status": reply.status.as_u16(),
-            "answer": answer.unwrap_or_else(|| Value::String(String::from_utf8_lossy(&reply.body).into_owned())),
-        });
-        println!("{out}");
-    } else if reply.status == StatusCode::OK
-        && let Some(label) = answer.as_ref().and_then(|a| a["label"].as_str())
-    {
-        println!(
-            "{}  label={label} prediction={}",
-            reply.status,
-            answer
-                .as_ref()
-                .map_or(Value::Null, |a| a["prediction"].clone())
-        );
+    let text = String::from_utf8_lossy(&reply.body);
+    let line = if args.json {
+        let answer = answer.unwrap_or_else(|| Value::String(text.into_owned()));
+        serde_json::json!({"status": reply.status.as_u16(), "answer": answer}).to_string()
     } else {
-        println!(
-            "{}  {}",
-            reply.status,
-            String::from_utf8_lossy(&reply.body).trim()
-        );
+        match answer {
+            Some(a) if reply.status == StatusCode::OK && a["label"].is_string() => format!(
+                "{}  label={} prediction={}",
+                reply.status,
+                a["label"].as_str().unwrap_or_default(),
+                a["prediction"]
+            ),
+            _ => format!("{}  {}", reply.status, text.trim()),
+        }
+    };
+    write_stdout(&format!("{line}\n"))
+}
+
+/// Writes to standard output; a closed pipe (`| head`) is not an error.
+pub(crate) fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("writing to standard output")
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]

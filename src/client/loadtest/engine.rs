@@ -283,7 +283,7 @@ pub async fn run_load(config: &LoadConfig, stop: CancellationToken) -> anyhow::R
         workers.spawn(drive(shared.clone(), connection, halt.clone()));
     }
     let per_connection = workers.join_all().await;
-    let stopped = Instant::now();
+    let mut stopped = Instant::now();
     if let Some(timer) = timer {
         timer.abort();
     }
@@ -294,6 +294,9 @@ pub async fn run_load(config: &LoadConfig, stop: CancellationToken) -> anyhow::R
     } else if sent >= shared.limit {
         StopReason::Requests
     } else {
+        // The last requests may have ended before the deadline (an open loop claims no
+        // request due after it); the test still lasted its whole duration.
+        stopped = stopped.max(shared.deadline.unwrap_or(stopped));
         StopReason::Duration
     };
     // Open loop: requests that were due before the end but found no free connection.
