@@ -216,6 +216,7 @@ impl ModelArtifact {
                 "the decision tree splits on feature {f}, beyond the model's {width} features"
             )));
         }
+        svm_width_matches(&p.models.svm, width)?;
         let numbers = p
             .imputer
             .means
@@ -240,6 +241,38 @@ impl ModelArtifact {
             .map_err(|e| ArtifactProblem::SelfCheck(e.to_string()))?;
         Ok(())
     }
+}
+
+/// The SVM's support vectors are private to linfa, and its kernel silently zips rows of
+/// different widths; their shape is read from the SVM's own serialised form instead.
+fn svm_width_matches(svm: &linfa_svm::Svm<f64, bool>, width: usize) -> Result<(), ArtifactProblem> {
+    let value = serde_json::to_value(svm)
+        .map_err(|e| ArtifactProblem::Inconsistent(format!("the SVM cannot be inspected: {e}")))?;
+    let plane = &value["sep_hyperplane"];
+    let found = if let Some(dim) = plane["WeightedCombination"]["dim"].as_array() {
+        let n = |i: usize| dim.get(i).and_then(serde_json::Value::as_u64);
+        match (n(0), n(1)) {
+            (Some(rows), Some(cols)) if rows as usize == svm.nsupport() => cols as usize,
+            _ => {
+                return Err(ArtifactProblem::Inconsistent(format!(
+                    "the SVM's support vectors have shape {dim:?}, but it has {} of them",
+                    svm.nsupport()
+                )));
+            }
+        }
+    } else if let Some(weights) = plane["Linear"]["data"].as_array() {
+        weights.len()
+    } else {
+        return Err(ArtifactProblem::Inconsistent(
+            "the SVM has no separating hyperplane".to_string(),
+        ));
+    };
+    if found != width {
+        return Err(ArtifactProblem::Inconsistent(format!(
+            "{width} feature names but the SVM's support vectors have {found} values"
+        )));
+    }
+    Ok(())
 }
 
 impl LoadedModel {

@@ -795,9 +795,8 @@ fn other_inconsistencies_are_errors_not_panics() {
 }
 
 /// linfa's Gaussian kernel zips the two rows, so an SVM whose support vectors are narrower
-/// than the model neither panics nor fails the self-check: it silently ignores a feature.
+/// than the model would neither panic nor fail the self-check: loading must catch it.
 #[test]
-#[ignore = "library bug: ModelArtifact::check does not compare the SVM's support-vector width with the feature count"]
 fn an_svm_narrower_than_the_model_is_inconsistent() {
     let (msg, _) = load_error(&edited(|j| {
         let sv = &mut j["pipeline"]["models"]["svm"]["sep_hyperplane"]["WeightedCombination"];
