@@ -1,10 +1,12 @@
 //! `ml-serving loadtest`: drives a route (by default `POST /predict` with the model's sample
 //! row) closed loop or open loop, and reports throughput and latency percentiles. The engine
-//! lives in `engine`, the report in `report`, the progress display in `progress`.
+//! lives in `engine` (with `timer` for the open loop's schedule), the report in `report`,
+//! the progress display in `progress`.
 
 mod engine;
 mod progress;
 mod report;
+mod timer;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

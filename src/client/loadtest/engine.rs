@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::report::{Report, RequestRecord, StopReason};
+use super::timer::Timer;
 use crate::client::http::{Connection, Target};
 
 /// Latencies are recorded in microseconds up to an hour, to three significant digits.
@@ -323,6 +324,7 @@ async fn drive(
     halt: CancellationToken,
 ) -> ConnectionStats {
     let mut stats = ConnectionStats::new(shared.interval.is_some());
+    let mut timer = Timer::new();
     let halted = halt.cancelled();
     tokio::pin!(halted);
     loop {
@@ -341,7 +343,7 @@ async fn drive(
             tokio::select! {
                 biased;
                 () = &mut halted => break,
-                () = wait_until(intended) => {}
+                () = timer.sleep_until(intended) => {}
             }
         }
         stats.sent += 1;
@@ -394,22 +396,6 @@ async fn drive(
         }
     }
     stats
-}
-
-/// Tokio's timers fire up to a few milliseconds late (millisecond ticks, rounded up), which
-/// an open loop would add to every latency it measures. So sleep until shortly before the
-/// intended start, then yield until it.
-const SPIN_BEFORE: Duration = Duration::from_millis(2);
-
-async fn wait_until(at: Instant) {
-    if let Some(early) = at.checked_sub(SPIN_BEFORE)
-        && early > Instant::now()
-    {
-        tokio::time::sleep_until(early.into()).await;
-    }
-    while Instant::now() < at {
-        tokio::task::yield_now().await;
-    }
 }
 
 /// Sends request `slot` on the connection, reconnecting if it is closed, and reads the whole
