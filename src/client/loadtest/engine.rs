@@ -85,6 +85,15 @@ impl LoadConfig {
     fn check(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.concurrency > 0, "the concurrency must be at least 1");
         anyhow::ensure!(
+            self.path.starts_with('/'),
+            "the path must start with /, not {:?}",
+            self.path
+        );
+        anyhow::ensure!(
+            self.requests != Some(0),
+            "the number of requests must be at least 1"
+        );
+        anyhow::ensure!(
             self.duration.is_some() || self.requests.is_some(),
             "a load test needs a duration or a number of requests"
         );
