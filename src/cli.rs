@@ -22,9 +22,8 @@ pub enum Command {
     Serve(server::ServeArgs),
     /// Exit 0 when a server answers 200 on its readiness route (for container health checks).
     Healthcheck(client::HealthcheckArgs),
-    /// Send one prediction to a server and print its answer.
+    // The help of these two comes from their argument structs, which explain more.
     Predict(client::predict::PredictArgs),
-    /// Put load on a server and report throughput and latency percentiles.
     Loadtest(client::loadtest::LoadtestArgs),
 }
 
