@@ -521,4 +521,14 @@ async fn openapi_is_generated_and_the_docs_are_offline() {
         script.as_str().unwrap().len() > 100_000,
         "the bundle is served from the binary"
     );
+    // Every asset the page names is served (the vendored Swagger UI is trimmed: vendor/).
+    let assets: Vec<&str> = page
+        .split(['"', '\''])
+        .filter(|s| s.starts_with("./") && !s.ends_with('/'))
+        .collect();
+    assert!(assets.len() >= 5, "{page}");
+    for asset in assets {
+        let (status, _) = get(&app, &format!("/docs/{}", &asset[2..])).await;
+        assert_eq!(status, StatusCode::OK, "{asset}");
+    }
 }
