@@ -370,18 +370,6 @@ async fn the_api_key_guards_predictions_only() {
     }
 }
 
-/// A body that sends nothing until the test sends or drops its sender: a request held in flight.
-fn stalled_body() -> (
-    tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
-    Body,
-) {
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    (
-        tx,
-        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
-    )
-}
-
 #[tokio::test]
 async fn too_many_requests_in_flight_get_429_at_once() {
     let (_, app) = Setup {

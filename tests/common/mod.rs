@@ -136,3 +136,46 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A body that sends nothing until the test sends or drops its sender: a request held in flight.
+pub fn stalled_body() -> (
+    tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+    Body,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    (
+        tx,
+        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    )
+}
+
+/// Any JSON number: any float JSON can hold, a plausible feature value, or any integer.
+pub fn any_number() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    prop_oneof![
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        (0.0f64..5000.0).prop_map(|f| serde_json::json!(f)),
+        any::<i64>().prop_map(|i| Value::Number(i.into())),
+    ]
+}
+
+/// Any JSON value, nested a few levels, whose object keys are often one of `keys`.
+pub fn any_json(keys: Vec<&'static str>) -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let key = prop_oneof![prop::sample::select(keys).prop_map(str::to_string), ".*"];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any_number(),
+        any::<u64>().prop_map(|i| Value::Number(i.into())),
+        ".*".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 48, 8, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..10).prop_map(Value::Array),
+            prop::collection::btree_map(key.clone(), inner, 0..8)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
