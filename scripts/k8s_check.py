@@ -427,6 +427,25 @@ def check_configmaps(
             report.ok("configmap-key", subject, f"every key is a server setting: {', '.join(keys)}")
 
 
+def check_serving_runtimes(report: Report, rendering: Rendering, settings: ServerSettings | None) -> None:
+    """KServe's ServingRuntime is not a built-in kind, so the schema check skips it; its server
+    container's settings are still ours to check: every env name must be one the binary reads."""
+    for runtime in of_kind(rendering.objects, "ServingRuntime"):
+        for container in (runtime.get("spec") or {}).get("containers") or []:
+            if not is_server_container(container):
+                continue
+            subject = f"{rendering.name} {describe(runtime)} container {container.get('name')}"
+            if settings is None:
+                report.skip("runtime-env", subject, "the binary's settings are unknown")
+                continue
+            names = sorted(item.get("name") for item in container.get("env") or [])
+            unknown = [n for n in names if n not in settings.env_names]
+            if unknown:
+                report.fail("runtime-env", subject, f"env sets {', '.join(unknown)}, which `ml-serving serve` does not read")
+            else:
+                report.ok("runtime-env", subject, f"every env name is a server setting: {', '.join(names)}")
+
+
 def container_ports(workload: Workload) -> list[dict]:
     return [p for c in workload.pod.get("containers") or [] for p in c.get("ports") or []]
 
@@ -818,6 +837,7 @@ def check_tree(report: Report, tree: Path, kubectl: str, binary: Path, model: Pa
     for rendering in render_tree(report, tree, kubectl):
         validate_rendering(report, rendering)
         check_configmaps(report, rendering, settings)
+        check_serving_runtimes(report, rendering, settings)
         check_workload_selectors(report, rendering)
         check_services(report, rendering)
         check_hpas(report, rendering)
