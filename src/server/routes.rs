@@ -27,6 +27,7 @@ use super::state::AppState;
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Missing, unknown or invalid fields, all listed", body = ValidationErrorBody),
+        (status = 408, description = "Slower than REQUEST_TIMEOUT_SECS (body included)", body = ErrorBody),
         (status = 429, description = "Too many requests in flight", body = ErrorBody),
     ),
     security((), ("api_key" = []))
@@ -57,6 +58,7 @@ pub async fn predict(
         (status = 413, description = "Body over the limit, or more rows than MAX_BATCH_ROWS", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Invalid rows; each error's loc holds the row index", body = ValidationErrorBody),
+        (status = 408, description = "Slower than REQUEST_TIMEOUT_SECS (body included)", body = ErrorBody),
         (status = 429, description = "Too many requests in flight", body = ErrorBody),
     ),
     security((), ("api_key" = []))
