@@ -1,17 +1,14 @@
-//! Middleware: request metrics by route template, the optional API key, and the conversion of
-//! tower's load-shedding and timeout errors into API errors.
+//! Middleware: request metrics by route template, and the conversion of tower's load-shedding
+//! and timeout errors into API errors.
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use subtle::ConstantTimeEq;
+use axum::response::Response;
 use tower::BoxError;
 
 use super::error::ApiError;
-use super::state::AppState;
 
 /// Counts every request and times it, labelled by method, route template and status.
 pub async fn track_metrics(req: Request, next: Next) -> Response {
@@ -34,22 +31,6 @@ pub async fn track_metrics(req: Request, next: Next) -> Response {
     metrics::histogram!("http_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
     response
-}
-
-/// When `API_KEY` is set, requires `Authorization: Bearer <key>`, compared in constant time.
-pub async fn require_api_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if let Some(expected) = state.api_key() {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-            return ApiError::Unauthorized.into_response();
-        }
-    }
-    next.run(req).await
 }
 
 /// Turns the errors of tower's load-shed and timeout layers into API errors.

@@ -120,7 +120,6 @@ pub fn app(state: AppState, max_in_flight: usize, request_timeout: Duration) -> 
     let model = state.model();
     let doc = openapi::document(model.features(), &model.model.artifact.sample);
     drop(model);
-    let api_key = axum::middleware::from_fn_with_state(state.clone(), layers::require_api_key);
     // Clones share one in-flight limit: /predict and the V2 inference routes draw on the same.
     let guards = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(layers::handle_tower_error))
@@ -130,10 +129,8 @@ pub fn app(state: AppState, max_in_flight: usize, request_timeout: Duration) -> 
     let predictions = Router::new()
         .route("/predict", post(routes::predict))
         .route("/predict/batch", post(routes::predict_batch))
-        .route_layer(api_key.clone())
         .route_layer(guards.clone());
     let v2_infer = v2::infer_routes()
-        .route_layer(api_key)
         .route_layer(guards)
         .route_layer(axum::middleware::map_response(v2::error_body));
     Router::new()

@@ -12,7 +12,7 @@ use crate::wire::{
 };
 
 use super::error::ApiError;
-use super::extract::JsonBody;
+use super::extract::{Authorized, JsonBody};
 use super::state::AppState;
 
 /// Predict one row.
@@ -34,6 +34,7 @@ use super::state::AppState;
 )]
 pub async fn predict(
     State(state): State<AppState>,
+    _: Authorized,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let model = state.model();
@@ -65,6 +66,7 @@ pub async fn predict(
 )]
 pub async fn predict_batch(
     State(state): State<AppState>,
+    _: Authorized,
     JsonBody(body): JsonBody,
 ) -> Result<Json<BatchResponse>, ApiError> {
     let model = state.model();

@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 use crate::wire::ErrorBody;
 
 use super::error::ApiError;
-use super::extract::JsonBody;
+use super::extract::{Authorized, JsonBody};
 use super::state::{AppState, ServedModel};
 
 /// The server's name in `GET /v2`.
@@ -1010,6 +1010,7 @@ fn run_inference(
 )]
 pub async fn infer(
     State(state): State<AppState>,
+    _: Authorized,
     path: Result<Path<String>, PathRejection>,
     body: Result<JsonBody, ApiError>,
 ) -> Result<Json<InferenceResponse>, V2Error> {
@@ -1041,6 +1042,7 @@ pub async fn infer(
 )]
 pub async fn infer_version(
     State(state): State<AppState>,
+    _: Authorized,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<JsonBody, ApiError>,
 ) -> Result<Json<InferenceResponse>, V2Error> {
