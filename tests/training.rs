@@ -337,6 +337,18 @@ fn save_then_load_gives_identical_predictions_on_every_row() {
     assert_eq!(entries(&dir.path().join("models")), ["model.dat.gz"]);
 }
 
+#[test]
+fn the_short_cut_vote_equals_the_full_vote_on_every_row() {
+    // `predict` asks the SVM only where logistic regression and the tree disagree.
+    let (artifact, _) = train_default();
+    let data = bundled_labeled();
+    let votes = artifact.pipeline.votes(data.features.view()).unwrap();
+    let full: Vec<bool> = votes.iter().map(|v| v.majority()).collect();
+    assert_eq!(artifact.pipeline.predict(data.features.view()).unwrap(), full);
+    let split = votes.iter().filter(|v| v.logistic != v.tree).count();
+    assert!(split > 0, "some rows must need the SVM, or this test shows nothing");
+}
+
 fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()

@@ -130,6 +130,24 @@ impl FittedEnsemble {
             })
             .collect()
     }
+
+    /// The hard vote for each row, with the same answers as `votes(x)` then `majority()`, but
+    /// the SVM (the costly model: one exp() per support vector) is asked only where the other
+    /// two disagree, since its vote cannot change a two-to-nothing majority.
+    pub fn decide(&self, x: ArrayView2<f64>) -> Vec<bool> {
+        let logistic = self.logistic.predict(&x);
+        let tree = self.tree.predict(&x);
+        x.outer_iter()
+            .zip(logistic.iter().zip(tree.iter()))
+            .map(|(row, (&logistic, &tree))| {
+                if logistic == tree {
+                    logistic
+                } else {
+                    self.svm.predict(row)
+                }
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

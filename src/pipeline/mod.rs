@@ -91,7 +91,8 @@ impl FittedPipeline {
 
     /// The ensemble's decision for every row of `x` (`true` = positive class).
     pub fn predict(&self, x: ArrayView2<f64>) -> Result<Vec<bool>, PipelineError> {
-        Ok(self.votes(x)?.into_iter().map(Votes::majority).collect())
+        let scaled = self.transform(x)?;
+        Ok(self.models.decide(scaled.view()))
     }
 }
 
@@ -128,6 +129,27 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn predict_asks_the_svm_only_to_break_ties_and_agrees_with_the_full_vote() {
+        let (x, y) = toy();
+        let fitted = Pipeline::default().fit(x.view(), &y).unwrap();
+        // Rows around the boundary, where the models may disagree.
+        let probe = Array2::from_shape_fn((200, 2), |(i, j)| {
+            if j == 0 {
+                i as f64 / 100.0 - 0.5
+            } else {
+                (i % 7) as f64 / 2.0
+            }
+        });
+        let full: Vec<bool> = fitted
+            .votes(probe.view())
+            .unwrap()
+            .into_iter()
+            .map(Votes::majority)
+            .collect();
+        assert_eq!(fitted.predict(probe.view()).unwrap(), full);
     }
 
     #[test]

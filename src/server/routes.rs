@@ -39,7 +39,7 @@ pub async fn predict(
 ) -> Result<Response, ApiError> {
     let model = state.model();
     let row = features::parse_row(model.features(), &body)?;
-    let positive = model.votes(&row)?[0].majority();
+    let positive = model.decide(&row)?[0];
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
         model.answer_body(positive),
@@ -72,9 +72,9 @@ pub async fn predict_batch(
     let model = state.model();
     let values = features::parse_batch(model.features(), &body, state.limits().batch_rows)?;
     let predictions = model
-        .votes(&values)?
+        .decide(&values)?
         .into_iter()
-        .map(|v| model.answer(v.majority()))
+        .map(|positive| model.answer(positive))
         .collect();
     Ok(Json(BatchResponse { predictions }))
 }

@@ -59,15 +59,28 @@ impl ServedModel {
         &self.model.artifact.feature_names
     }
 
-    /// Every model's votes for `rows` rows laid out one after another in `values`.
-    pub fn votes(&self, values: &[f64]) -> Result<Vec<Votes>, ApiError> {
+    /// Rows laid out one after another in `values`, as a matrix of the model's width.
+    fn rows<'v>(&self, values: &'v [f64]) -> Result<ArrayView2<'v, f64>, ApiError> {
         let width = self.features().len();
-        let x = ArrayView2::from_shape((values.len() / width, width), values)
-            .map_err(|e| ApiError::Internal(format!("row layout: {e}")))?;
+        ArrayView2::from_shape((values.len() / width, width), values)
+            .map_err(|e| ApiError::Internal(format!("row layout: {e}")))
+    }
+
+    /// Every model's votes for the rows in `values`.
+    pub fn votes(&self, values: &[f64]) -> Result<Vec<Votes>, ApiError> {
         self.model
             .artifact
             .pipeline
-            .votes(x)
+            .votes(self.rows(values)?)
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    }
+
+    /// The ensemble's decision for the rows in `values` (`true` = the positive class).
+    pub fn decide(&self, values: &[f64]) -> Result<Vec<bool>, ApiError> {
+        self.model
+            .artifact
+            .pipeline
+            .predict(self.rows(values)?)
             .map_err(|e| ApiError::Internal(e.to_string()))
     }
 
