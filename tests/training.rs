@@ -344,9 +344,15 @@ fn the_short_cut_vote_equals_the_full_vote_on_every_row() {
     let data = bundled_labeled();
     let votes = artifact.pipeline.votes(data.features.view()).unwrap();
     let full: Vec<bool> = votes.iter().map(|v| v.majority()).collect();
-    assert_eq!(artifact.pipeline.predict(data.features.view()).unwrap(), full);
+    assert_eq!(
+        artifact.pipeline.predict(data.features.view()).unwrap(),
+        full
+    );
     let split = votes.iter().filter(|v| v.logistic != v.tree).count();
-    assert!(split > 0, "some rows must need the SVM, or this test shows nothing");
+    assert!(
+        split > 0,
+        "some rows must need the SVM, or this test shows nothing"
+    );
 }
 
 fn entries(dir: &Path) -> Vec<String> {
