@@ -1,0 +1,174 @@
+//! The V2 protocol's JSON bodies: health, metadata, inference requests and responses.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// `GET /v2/health/live`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LiveResponse {
+    pub live: bool,
+}
+
+/// `GET /v2/health/ready`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReadyResponse {
+    pub ready: bool,
+}
+
+/// `GET /v2/models/{name}/ready`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ModelReadyResponse {
+    pub name: String,
+    pub ready: bool,
+}
+
+/// `GET /v2`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ServerMetadata {
+    #[schema(example = "ml-serving")]
+    pub name: String,
+    /// The ml-serving version.
+    pub version: String,
+    /// Protocol extensions supported: none.
+    pub extensions: Vec<String>,
+}
+
+/// A tensor's name, element type and shape (`-1`: any size).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TensorMetadata {
+    pub name: String,
+    #[schema(example = "FP64")]
+    pub datatype: String,
+    pub shape: Vec<i64>,
+}
+
+/// How else the model can be called, as the protocol's key/value parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ModelParameters {
+    /// The other input layout: one tensor of this name holding every feature.
+    #[schema(example = "input-0")]
+    pub batch_input_name: String,
+    /// Its shape, `[-1, width]`; its columns are the `inputs`, in their order.
+    #[schema(example = "[-1, 6]")]
+    pub batch_input_shape: String,
+    /// The data types every input accepts, space-separated.
+    #[schema(example = "FP64 FP32")]
+    pub input_datatypes: String,
+    /// Most rows in one request (`MAX_BATCH_ROWS`; 413 above it).
+    pub max_batch_rows: usize,
+    /// The `label` of `predict` = 0.
+    #[schema(example = "B")]
+    pub label_0: String,
+    /// The `label` of `predict` = 1, and what the `*_vote` outputs vote for.
+    #[schema(example = "M")]
+    pub label_1: String,
+}
+
+/// `GET /v2/models/{name}`: the model's inputs (one tensor per feature, in the model's order)
+/// and outputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ModelMetadata {
+    pub name: String,
+    pub versions: Vec<String>,
+    #[schema(example = "ml-serving_linfa")]
+    pub platform: String,
+    pub inputs: Vec<TensorMetadata>,
+    pub outputs: Vec<TensorMetadata>,
+    pub parameters: ModelParameters,
+}
+
+/// One input tensor of an inference request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestInput {
+    /// A feature name, or `input-0` for all features at once.
+    pub name: String,
+    /// `[N]` or `[N, 1]` for a feature, `[N, width]` for `input-0`.
+    #[serde(deserialize_with = "shape")]
+    pub shape: Vec<u64>,
+    /// `FP64` or `FP32`.
+    pub datatype: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<serde_json::Map<String, Value>>,
+    /// The elements in row-major order: flat, or nested as the shape.
+    pub data: Value,
+}
+
+/// A shape: integers ≥ 0, with an error that says it is the shape that is wrong.
+pub(super) fn shape<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    let value = Value::deserialize(d)?;
+    value
+        .as_array()
+        .and_then(|dims| dims.iter().map(Value::as_u64).collect())
+        .ok_or_else(|| {
+            let mut shown = value.to_string();
+            if shown.len() > 60 {
+                let end = (0..=60)
+                    .rev()
+                    .find(|&i| shown.is_char_boundary(i))
+                    .unwrap_or(0);
+                shown.truncate(end);
+                shown.push_str("...");
+            }
+            serde::de::Error::custom(format!(
+                "a shape must be an array of integers ≥ 0, got {shown}"
+            ))
+        })
+}
+
+/// One output a request asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestOutput {
+    /// `predict`, `label`, `logistic_vote`, `tree_vote` or `svm_vote`.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<serde_json::Map<String, Value>>,
+}
+
+/// `POST /v2/models/{name}/infer`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InferenceRequest {
+    /// Echoed in the response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<serde_json::Map<String, Value>>,
+    pub inputs: Vec<RequestInput>,
+    /// The outputs wanted, in this order; absent (or empty): all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Vec<RequestOutput>>,
+}
+
+/// The elements of an output tensor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum TensorData {
+    Int64(Vec<i64>),
+    Bytes(Vec<String>),
+}
+
+/// One output tensor of an inference response; every one has shape `[N]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ResponseOutput {
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<u64>,
+    pub data: TensorData,
+}
+
+/// The answer of `POST /v2/models/{name}/infer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InferenceResponse {
+    pub model_name: String,
+    pub model_version: String,
+    /// The request's `id`, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub outputs: Vec<ResponseOutput>,
+}
