@@ -145,7 +145,7 @@ pub fn app(state: AppState, max_in_flight: usize, request_timeout: Duration) -> 
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.limits().body_bytes))
-        .layer(axum::middleware::from_fn(layers::track_metrics))
+        .layer(layers::MetricsLayer)
         .with_state(state)
 }
 
