@@ -140,10 +140,12 @@ impl Csv {
         })
     }
 
-    fn reader(&self) -> csv::Reader<&[u8]> {
+    /// A reader; `flexible` lets rows have another number of fields than the header, for the
+    /// caller to report them one by one instead of failing the whole file.
+    fn reader(&self, flexible: bool) -> csv::Reader<&[u8]> {
         csv::ReaderBuilder::new()
             .has_headers(true)
-            .flexible(false)
+            .flexible(flexible)
             .from_reader(&self.bytes[..])
     }
 
@@ -195,7 +197,7 @@ pub fn load_labeled(
     positive: &str,
 ) -> Result<LabeledData, DatasetError> {
     let csv = Csv::read(path)?;
-    let mut reader = csv.reader();
+    let mut reader = csv.reader(false);
     let header = csv.header(&mut reader)?;
     let feature_idx = feature_names
         .iter()
@@ -275,7 +277,7 @@ pub fn load_for_scoring(
     feature_names: &[String],
 ) -> Result<ScoringRows, DatasetError> {
     let csv = Csv::read(path)?;
-    let mut reader = csv.reader();
+    let mut reader = csv.reader(true);
     let header = csv.header(&mut reader)?;
     let feature_idx = feature_names
         .iter()
@@ -297,6 +299,18 @@ pub fn load_for_scoring(
         }
         row_number += 1;
         let line = record.position().map_or(0, |p| p.line());
+        if record.len() != header.len() {
+            invalid.push(RowError {
+                line,
+                column: "(whole row)".to_string(),
+                message: format!(
+                    "has {} fields where the header has {}",
+                    record.len(),
+                    header.len()
+                ),
+            });
+            continue;
+        }
         row.clear();
         let mut bad = false;
         for (&idx, name) in feature_idx.iter().zip(feature_names) {

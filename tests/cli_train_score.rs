@@ -552,6 +552,40 @@ fn score_with_skip_invalid_scores_the_rest_and_reports_the_bad_row() {
 }
 
 #[test]
+fn a_row_with_the_wrong_number_of_fields_is_one_invalid_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = trained_model(dir.path());
+    let input = dir.path().join("ragged.csv");
+    // "8,59" splits into two cells: data row 99 (line 101) has one field too many.
+    std::fs::write(
+        &input,
+        with_cell(&bundled_text(), 99, "perimeter_se", "8,59"),
+    )
+    .unwrap();
+    let (out, output) = score_to_file(dir.path(), &model, &input, &[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("line 101") && err.contains("33 fields where the header has 32"),
+        "{err}"
+    );
+    assert!(
+        !output.exists(),
+        "nothing is written without --skip-invalid"
+    );
+
+    let (out, output) = score_to_file(dir.path(), &model, &input, &["--skip-invalid"]);
+    assert_success(&out);
+    assert!(stderr(&out).contains("line 101"));
+    let scores = read_scores(&std::fs::read_to_string(&output).unwrap());
+    assert_eq!(scores.len(), 568);
+    assert!(
+        scores.iter().all(|r| r.0 != "100"),
+        "the ragged row was not scored"
+    );
+}
+
+#[test]
 fn score_with_missing_feature_column_fails() {
     let dir = tempfile::tempdir().unwrap();
     let model = trained_model(dir.path());
