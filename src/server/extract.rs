@@ -28,9 +28,9 @@ impl FromRequest<AppState> for JsonBody {
         let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap_or("(not text)").to_string());
+            .map(|v| v.to_str().unwrap_or("(not text)"));
         match content_type {
-            Some(ct) if is_json(&ct) => {}
+            Some(ct) if is_json(ct) => {}
             Some(ct) => {
                 return Err(ApiError::UnsupportedMediaType(format!(
                     "Content-Type must be application/json, got {ct:?}"
