@@ -5,9 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use axum::http::Request;
 use common::*;
-use tower::ServiceExt;
 
 fn in_flight() -> f64 {
     let text = ml_serving::telemetry::metrics_handle().render();
@@ -20,12 +18,7 @@ fn in_flight() -> f64 {
 async fn a_dropped_request_leaves_the_in_flight_gauge() {
     let app = default_app();
     let before = in_flight();
-    let (tx, body) = stalled_body();
-    let held = Request::post("/predict")
-        .header("content-type", "application/json")
-        .body(body)
-        .unwrap();
-    let task = tokio::spawn(app.clone().oneshot(held));
+    let (tx, task) = hold_predict_in_flight(&app);
     let mut seen = false;
     for _ in 0..500 {
         if in_flight() == before + 1.0 {

@@ -377,12 +377,7 @@ async fn too_many_requests_in_flight_get_429_at_once() {
         ..Setup::default()
     }
     .app();
-    let (tx, body) = stalled_body();
-    let held = Request::post("/predict")
-        .header("content-type", "application/json")
-        .body(body)
-        .unwrap();
-    let first = tokio::spawn(app.clone().oneshot(held));
+    let (tx, first) = hold_predict_in_flight(&app);
     // Wait (bounded) until the first request holds the only slot.
     let mut status = StatusCode::OK;
     for _ in 0..200 {

@@ -799,12 +799,7 @@ async fn v2_and_predict_share_the_in_flight_limit() {
         ..Setup::default()
     }
     .app();
-    let (tx, body) = stalled_body();
-    let held = Request::post("/predict")
-        .header("content-type", "application/json")
-        .body(body)
-        .unwrap();
-    let first = tokio::spawn(app.clone().oneshot(held));
+    let (tx, first) = hold_predict_in_flight(&app);
     let v2_body = matrix(&[SAMPLE_ROW], "FP64");
     let mut answer = (StatusCode::OK, Value::Null);
     for _ in 0..200 {

@@ -137,11 +137,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The sending end of a [`stalled_body`].
+pub type BodySender = tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>;
+
+/// A request running in its own task.
+pub type RequestTask =
+    tokio::task::JoinHandle<Result<axum::response::Response, std::convert::Infallible>>;
+
 /// A body that sends nothing until the test sends or drops its sender: a request held in flight.
-pub fn stalled_body() -> (
-    tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
-    Body,
-) {
+pub fn stalled_body() -> (BodySender, Body) {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     (
         tx,
@@ -178,4 +182,15 @@ pub fn any_json(keys: Vec<&'static str>) -> impl proptest::strategy::Strategy<Va
                 .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
+}
+
+/// Starts a `POST /predict` whose body never arrives, so that it holds one in-flight slot until
+/// the returned sender sends the body (or is dropped). Returns the sender and the request's task.
+pub fn hold_predict_in_flight(app: &Router) -> (BodySender, RequestTask) {
+    let (tx, body) = stalled_body();
+    let held = Request::post("/predict")
+        .header("content-type", "application/json")
+        .body(body)
+        .unwrap();
+    (tx, tokio::spawn(app.clone().oneshot(held)))
 }
