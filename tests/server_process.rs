@@ -198,7 +198,7 @@ async fn a_real_socket_on_port_zero_answers_and_shuts_down_gracefully() {
         listener,
         app,
         stop.clone(),
-        Duration::from_secs(5),
+        common::conn_settings(Duration::from_secs(5)),
     ));
     let url = format!("http://{addr}");
     let reply = ml_serving::client::http::request_once(

@@ -1,5 +1,5 @@
-//! Middleware: request metrics by route template, and the conversion of tower's load-shedding
-//! and timeout errors into API errors.
+//! Middleware: request metrics by route template, and the conversion of tower's
+//! timeout errors into API errors.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -124,15 +124,17 @@ fn method_label(method: &Method) -> SharedString {
         Method::DELETE => SharedString::const_str("DELETE"),
         Method::OPTIONS => SharedString::const_str("OPTIONS"),
         Method::PATCH => SharedString::const_str("PATCH"),
-        _ => SharedString::from(method.as_str().to_string()),
+        Method::CONNECT => SharedString::const_str("CONNECT"),
+        Method::TRACE => SharedString::const_str("TRACE"),
+        // Any other method is the client's invention: one label for all of them, or each
+        // would add a time series that never expires.
+        _ => SharedString::const_str("other"),
     }
 }
 
-/// Turns the errors of tower's load-shed and timeout layers into API errors.
+/// Turns the errors of tower's timeout layer into API errors.
 pub async fn handle_tower_error(err: BoxError) -> ApiError {
-    if err.is::<tower::load_shed::error::Overloaded>() {
-        ApiError::Overloaded
-    } else if err.is::<tower::timeout::error::Elapsed>() {
+    if err.is::<tower::timeout::error::Elapsed>() {
         ApiError::Timeout
     } else {
         ApiError::Internal(err.to_string())

@@ -1,9 +1,9 @@
 //! The route handlers of the tutorial's API and its extensions.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 
 use crate::features;
 use crate::wire::{
@@ -12,7 +12,7 @@ use crate::wire::{
 };
 
 use super::error::ApiError;
-use super::extract::{Authorized, JsonBody};
+use super::extract::{Authorized, JsonBody, Slots};
 use super::state::AppState;
 
 /// Predict one row.
@@ -34,9 +34,11 @@ use super::state::AppState;
 )]
 pub async fn predict(
     State(state): State<AppState>,
+    Extension(slots): Extension<Slots>,
     _: Authorized,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
+    let _slot = slots.take()?;
     let model = state.model();
     let row = features::parse_row(model.features(), &body)?;
     let positive = model.decide(&row)?[0];
@@ -66,9 +68,11 @@ pub async fn predict(
 )]
 pub async fn predict_batch(
     State(state): State<AppState>,
+    Extension(slots): Extension<Slots>,
     _: Authorized,
     JsonBody(body): JsonBody,
 ) -> Result<Json<BatchResponse>, ApiError> {
+    let _slot = slots.take()?;
     let model = state.model();
     let values = features::parse_batch(model.features(), &body, state.limits().batch_rows)?;
     let predictions = model
