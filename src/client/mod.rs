@@ -30,7 +30,14 @@ pub fn healthcheck(args: &HealthcheckArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("http://127.0.0.1:{}/ready", args.port));
     let target = http::Target::parse(&url)?;
     let timeout = Duration::try_from_secs_f64(args.timeout_secs)
-        .map_err(|_| anyhow::anyhow!("--timeout-secs must be a positive number"))?;
+        .ok()
+        .filter(|t| !t.is_zero() && *t <= Duration::from_secs(3600))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--timeout-secs must be a positive number of seconds (at most 3600), got {}",
+                args.timeout_secs
+            )
+        })?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -1,6 +1,8 @@
 //! Shared helpers for the server tests: a state over the bundled model, and one-shot calls.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
