@@ -204,6 +204,32 @@ async fn closed_within(mut stream: TcpStream, limit: Duration) -> Option<Vec<u8>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_sent_a_byte_at_a_time_is_cut_at_the_header_timeout() {
+    // Idle connections may stay an hour; a started head must end within 300 ms.
+    let conn = ml_serving::server::ConnSettings {
+        header_read_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_secs(3600),
+        ..conn_settings(Duration::from_secs(5))
+    };
+    let (addr, _stop) = socket_server(conn, None, Duration::from_secs(10)).await;
+    let slow = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        for byte in b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: abcdefghijklmnopqrstuvwxyz" {
+            let mut buf = [0u8; 64];
+            if matches!(stream.read(&mut buf), Ok(0)) || stream.write_all(&[*byte]).is_err() {
+                return true; // closed by the server
+            }
+        }
+        false
+    });
+    // 60 bytes at one per 100 ms would take 6 s, and the idle timeout is an hour.
+    assert!(slow.await.unwrap(), "the slow head was not cut");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_header_and_an_idle_connection_are_closed() {
     let (addr, _stop) = socket_server(short_timeouts(), None, Duration::from_secs(10)).await;
     let mut slow = TcpStream::connect(addr).unwrap();

@@ -116,6 +116,8 @@ struct Activity {
     waiting_since: AtomicU64,
     /// When the first byte of the next request head arrived; 0 while none has.
     head_started: AtomicU64,
+    /// Wakes the watchdog when a head starts: its deadline moves closer.
+    head_began: tokio::sync::Notify,
 }
 
 /// Why the watchdog closes a connection, if it does.
@@ -138,6 +140,7 @@ impl Activity {
     fn on_read(&self) {
         if self.is_waiting() && self.head_started.load(Ordering::Relaxed) == 0 {
             self.head_started.store(now_ms().max(1), Ordering::Relaxed);
+            self.head_began.notify_one();
         }
     }
 
@@ -348,6 +351,7 @@ async fn connection(
                 break "closed";
             }
             () = tokio::time::sleep(recheck) => {}
+            () = activity.head_began.notified() => {}
             () = finish.cancelled(), if !draining => {
                 draining = true;
                 if activity.is_waiting() {

@@ -62,7 +62,7 @@ pub struct ServeArgs {
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 512)]
     pub max_in_flight: usize,
     /// Most connections open at once; more wait in the listen backlog.
-    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 256)]
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
     /// Longest time a prediction request may take, body included, in seconds (408 after).
     #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 10.0)]

@@ -83,7 +83,7 @@ impl Setup {
 /// Connection bounds for a test server: the defaults of `serve`, with this drain timeout.
 pub fn conn_settings(drain: Duration) -> ml_serving::server::ConnSettings {
     ml_serving::server::ConnSettings {
-        max_connections: 256,
+        max_connections: 1024,
         header_read_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(30),
         max_header_bytes: 16 * 1024,
