@@ -4,6 +4,7 @@ pub mod artifact;
 pub mod atomic_file;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod dataset;
 pub mod evaluate;
 pub mod features;

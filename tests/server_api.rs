@@ -527,3 +527,31 @@ async fn openapi_is_generated_and_the_docs_are_offline() {
         assert_eq!(status, StatusCode::OK, "{asset}");
     }
 }
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_echoing_a_sane_one() {
+    let app = default_app();
+    let send = |id: Option<&str>| {
+        let mut req = Request::get("/health");
+        if let Some(id) = id {
+            req = req.header("x-request-id", id);
+        }
+        let app = app.clone();
+        let req = req.body(Body::empty()).unwrap();
+        async move {
+            let response = app.oneshot(req).await.unwrap();
+            response.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    assert_eq!(send(Some("trace-abc-123")).await, "trace-abc-123");
+    let first = send(None).await;
+    let second = send(None).await;
+    assert!(!first.is_empty() && first != second, "{first} {second}");
+    // Too long, or with spaces: replaced, never echoed into logs or answers.
+    let long = "x".repeat(65);
+    assert_ne!(send(Some(&long)).await, long);
+    assert_ne!(send(Some("a b")).await, "a b");
+}

@@ -235,3 +235,36 @@ fn a_changed_file_is_reloaded_when_polling_is_on() {
             .contains(r#"model_loads_total{trigger="poll",outcome="success"} 1"#)
     );
 }
+
+#[test]
+fn the_access_log_has_one_line_per_request_with_its_id() {
+    let server = Server::start(&bundled_model_path(), &[("ACCESS_LOG", "true")]);
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    write!(
+        stream,
+        "POST /predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Request-Id: req-42\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{SAMPLE}",
+        SAMPLE.len()
+    )
+    .unwrap();
+    assert_eq!(read_response(&mut stream).0, 200);
+    let line = |logs: &str| {
+        logs.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["fields"]["message"] == "access")
+    };
+    assert!(eventually(Duration::from_secs(10), || line(&server.logs()).is_some()));
+    let access = line(&server.logs()).unwrap();
+    assert_eq!(access["fields"]["status"], 200, "{access}");
+    assert_eq!(access["span"]["id"], "req-42", "{access}");
+    assert_eq!(access["span"]["route"], "/predict", "{access}");
+    assert_eq!(access["span"]["method"], "POST", "{access}");
+}
+
+#[test]
+fn without_the_access_log_requests_are_not_logged() {
+    let server = Server::start(&bundled_model_path(), &[]);
+    assert_eq!(http(server.addr, "POST", "/predict", Some(SAMPLE)).0, 200);
+    assert_eq!(server.get("/health").0, 200);
+    assert!(!server.logs().contains("\"access\""), "{}", server.logs());
+}

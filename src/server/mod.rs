@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// Log filter, in `RUST_LOG` syntax.
     #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
     pub log_filter: String,
+    /// Log one line per request (method, route, status, seconds, request id) at info level.
+    #[arg(long, env = "ACCESS_LOG", default_value_t = false, num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub access_log: bool,
     /// Log as JSON lines (true/false, yes/no, on/off, 1/0).
     #[arg(long, env = "LOG_JSON", default_value_t = false, num_args = 0..=1,
           default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
@@ -271,6 +275,12 @@ pub fn app(state: AppState, max_in_flight: usize, request_timeout: Duration) -> 
 
 /// [`app`], drawing on slots the caller also holds (a test takes one to see a 429).
 pub fn app_with_slots(state: AppState, slots: Slots, request_timeout: Duration) -> Router {
+    router(state, slots, request_timeout, false)
+}
+
+/// The router; with `access_log`, one `access` line per request, and every log line of a
+/// request in a span holding its id.
+fn router(state: AppState, slots: Slots, request_timeout: Duration, access_log: bool) -> Router {
     let model = state.model();
     let doc = openapi::document(model.features(), &model.model.artifact.sample);
     drop(model);
@@ -300,7 +310,7 @@ pub fn app_with_slots(state: AppState, slots: Slots, request_timeout: Duration) 
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.limits().body_bytes))
         .layer(axum::Extension(slots))
-        .layer(layers::MetricsLayer)
+        .layer(layers::MetricsLayer { access_log })
         .with_state(state)
 }
 
@@ -402,10 +412,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             );
         }
         let stop = CancellationToken::new();
-        let app = app(
+        let app = router(
             state.clone(),
-            settings.max_in_flight,
+            Slots::new(settings.max_in_flight),
             settings.request_timeout,
+            args.access_log,
         );
         let Signals { term, int, hangup } = signals;
         tokio::spawn(reload::watch(
@@ -437,12 +448,4 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
-}
-
-pub(crate) fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }

@@ -43,7 +43,7 @@ impl ServedModel {
             bodies: [body(false), body(true)],
             predictions: [counter(false), counter(true)],
             name,
-            loaded_at: super::now_rfc3339(),
+            loaded_at: crate::clock::now_rfc3339(),
             model,
         }
     }
