@@ -72,6 +72,8 @@ pub struct InfoResponse {
     #[schema(value_type = Object)]
     pub metrics: HeldOutMetrics,
     pub artifact: ArtifactInfo,
+    /// A row the model was checked with at load, in `features` order (what `predict` sends by default).
+    pub sample: Vec<f64>,
     /// The version of the server.
     pub ml_serving_version: String,
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use axum::body::Bytes;
+use bytes::Bytes;
 use hyper::Method;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 pub use engine::{LiveCounters, LoadConfig, run_load};
 pub use report::{Percentiles, Report, RequestRecord, StopReason, Summary, format_us};
 
-use super::predict::{DEFAULT_URL, feature_names, sample_row, write_stdout};
+use super::{DEFAULT_URL, feature_names, sample_row, write_stdout};
 
 /// Put load on a server and measure its throughput and latency.
 ///

@@ -97,6 +97,7 @@ pub async fn info(State(state): State<AppState>) -> Json<InfoResponse> {
             loaded_at: served.loaded_at.clone(),
             trained_with: a.ml_serving_version.clone(),
         },
+        sample: a.sample.clone(),
         ml_serving_version: env!("CARGO_PKG_VERSION").to_string(),
     })
 }
