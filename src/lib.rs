@@ -7,7 +7,6 @@ pub mod client;
 pub mod clock;
 pub mod dataset;
 pub mod evaluate;
-pub mod features;
 pub mod pipeline;
 pub mod score;
 pub mod server;

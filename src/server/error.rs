@@ -3,7 +3,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::features::{FieldError, RowsError};
+use super::features::{FieldError, RowsError};
 use crate::wire::{ErrorBody, ValidationErrorBody};
 
 #[derive(Debug)]

@@ -4,6 +4,7 @@
 mod conn;
 mod error;
 mod extract;
+pub mod features;
 mod layers;
 mod openapi;
 mod reload;

@@ -5,7 +5,7 @@ use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
-use crate::features;
+use super::features;
 use crate::wire::{
     ArtifactInfo, BatchResponse, ErrorBody, HealthResponse, InfoResponse, LabelsInfo,
     PredictResponse, ValidationErrorBody,

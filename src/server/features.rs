@@ -4,26 +4,46 @@
 
 use std::fmt;
 
+use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize};
 
-/// One step of an error's location: an object key or an array index.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub enum Loc {
-    Key(String),
-    Index(usize),
-}
+pub use crate::wire::{FieldError, Loc};
 
-/// One invalid field, in FastAPI's shape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct FieldError {
-    /// Where: `["body", "area_se"]`, or `["body", 3, "area_se"]` for a batch row.
-    #[schema(value_type = Vec<serde_json::Value>)]
-    pub loc: Vec<Loc>,
-    pub msg: String,
-    #[serde(rename = "type")]
-    pub kind: String,
+/// The visitor methods of every JSON scalar, for a seed that wants something else: each calls
+/// `$reject(self, kind)` with what the value turned out to be, and accepts it as `()`.
+macro_rules! scalars_are_wrong {
+    (|$this:ident, $kind:ident| $reject:expr) => {
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            let ($this, $kind) = (self, "a string");
+            $reject;
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            let ($this, $kind) = (self, "a number");
+            $reject;
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            let ($this, $kind) = (self, "a number");
+            $reject;
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            let ($this, $kind) = (self, "a number");
+            $reject;
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            let ($this, $kind) = (self, "a boolean");
+            $reject;
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            let ($this, $kind) = (self, "null");
+            $reject;
+            Ok(())
+        }
+    };
 }
 
 /// The most errors one answer lists; the rest are counted in one last entry. A body of
@@ -327,30 +347,7 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
         self.not_an_object("an array");
         Ok(())
     }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        self.not_an_object("a string");
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        self.not_an_object("a number");
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        self.not_an_object("a number");
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        self.not_an_object("a number");
-        Ok(())
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        self.not_an_object("a boolean");
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        self.not_an_object("null");
-        Ok(())
-    }
+    scalars_are_wrong!(|this, kind| this.not_an_object(kind));
 }
 
 impl RowSeed<'_> {
@@ -431,30 +428,7 @@ impl<'de> Visitor<'de> for BatchSeed<'_, '_> {
         Ok(())
     }
 
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        self.0.not_a_batch("a string");
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        self.0.not_a_batch("a number");
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        self.0.not_a_batch("a number");
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        self.0.not_a_batch("a number");
-        Ok(())
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        self.0.not_a_batch("a boolean");
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        self.0.not_a_batch("null");
-        Ok(())
-    }
+    scalars_are_wrong!(|this, kind| this.0.not_a_batch(kind));
 }
 
 impl BatchState<'_> {
@@ -538,30 +512,7 @@ impl<'de> Visitor<'de> for RowsSeed<'_, '_> {
         self.not_rows("an object");
         Ok(())
     }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        self.not_rows("a string");
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        self.not_rows("a number");
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        self.not_rows("a number");
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        self.not_rows("a number");
-        Ok(())
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        self.not_rows("a boolean");
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        self.not_rows("null");
-        Ok(())
-    }
+    scalars_are_wrong!(|this, kind| this.not_rows(kind));
 }
 
 impl RowsSeed<'_, '_> {
