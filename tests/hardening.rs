@@ -103,11 +103,12 @@ async fn the_bearer_scheme_is_case_insensitive() {
     }
 }
 
-/// Trains a small model with other features into `dir` (the real `train`, a few ms).
-fn train_other_model(dir: &Path) -> std::path::PathBuf {
-    let out = dir.join("other.dat.gz");
+/// Runs the real `train` on the bundled data with `args`, writing `dir/name` (a few ms).
+fn train(dir: &Path, name: &str, args: &[&str]) -> std::path::PathBuf {
+    let out = dir.join(name);
     let status = Command::new(BIN)
-        .args(["train", "--features", "radius_mean,texture_mean,area_worst"])
+        .arg("train")
+        .args(args)
         .arg("--data")
         .arg(repo("data/breast_cancer.csv"))
         .arg("--out")
@@ -118,6 +119,15 @@ fn train_other_model(dir: &Path) -> std::path::PathBuf {
         .unwrap();
     assert!(status.success());
     out
+}
+
+/// A model with other features.
+fn train_other_model(dir: &Path) -> std::path::PathBuf {
+    train(
+        dir,
+        "other.dat.gz",
+        &["--features", "radius_mean,texture_mean,area_worst"],
+    )
 }
 
 #[tokio::test]
@@ -529,19 +539,7 @@ fn a_failed_reload_is_retried_even_if_the_file_looks_unchanged() {
 /// The bundled model's features, trained with another seed: a different file that the live
 /// server may swap in.
 fn train_other_model_same_features(dir: &Path) -> std::path::PathBuf {
-    let out = dir.join("seed7.dat.gz");
-    let status = Command::new(BIN)
-        .args(["train", "--seed", "7"])
-        .arg("--data")
-        .arg(repo("data/breast_cancer.csv"))
-        .arg("--out")
-        .arg(&out)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    out
+    train(dir, "seed7.dat.gz", &["--seed", "7"])
 }
 
 #[test]
