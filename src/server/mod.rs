@@ -3,6 +3,7 @@
 
 mod error;
 mod extract;
+pub mod grpc;
 mod layers;
 mod openapi;
 mod reload;
@@ -47,6 +48,9 @@ pub struct ServeArgs {
     /// Port to listen on (0 picks a free one and logs it).
     #[arg(long, env = "PORT", default_value_t = 8000)]
     pub port: u16,
+    /// Port of the V2 gRPC service (inference.GRPCInferenceService and grpc.health.v1.Health); 0 turns it off.
+    #[arg(long, env = "GRPC_PORT", default_value_t = 8081)]
+    pub grpc_port: u16,
     /// Largest request body accepted, in bytes (413 above it).
     #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
     pub body_limit_bytes: usize,
@@ -240,6 +244,26 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
                 }
             }
         });
+        // The V2 gRPC server (src/server/grpc/): same state, limits and drain.
+        let grpc = match args.grpc_port {
+            0 => None,
+            port => Some(
+                grpc::spawn(
+                    SocketAddr::new(args.host, port),
+                    state.clone(),
+                    grpc::GrpcSettings {
+                        max_in_flight: args.max_in_flight,
+                        request_timeout: seconds(
+                            "REQUEST_TIMEOUT_SECS",
+                            args.request_timeout_secs,
+                        )?,
+                        drain: seconds("DRAIN_TIMEOUT_SECS", args.drain_timeout_secs)?,
+                    },
+                    stop.clone(),
+                )
+                .await?,
+            ),
+        };
         tokio::spawn({
             let (state, stop) = (state.clone(), stop.clone());
             async move {
@@ -255,6 +279,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             seconds("DRAIN_TIMEOUT_SECS", args.drain_timeout_secs)?,
         )
         .await?;
+        if let Some(grpc) = grpc {
+            grpc.await.context("the gRPC server task")??;
+        }
         tracing::info!("stopped");
         Ok(())
     })

@@ -33,7 +33,7 @@ enum Encoding {
     Deflate,
 }
 
-fn text<'h>(headers: &'h HeaderMap, name: impl header::AsHeaderName) -> Option<&'h str> {
+fn text(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     headers
         .get(name)
         .map(|v| v.to_str().unwrap_or("(not text)"))

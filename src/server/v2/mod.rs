@@ -43,8 +43,8 @@ mod tensors;
 mod types;
 
 pub use binary::OutputData;
+pub use body::HEADER_LENGTH;
 use body::V2Body;
-pub use body::{HEADER_LENGTH, inflate};
 use error::bad;
 pub use error::{V2Error, V2ErrorBody, error_body};
 use tensors::select_outputs;
