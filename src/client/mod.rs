@@ -4,6 +4,7 @@
 pub mod http;
 pub mod loadtest;
 pub mod predict;
+pub mod v2;
 
 use std::time::Duration;
 

@@ -21,11 +21,7 @@ pub use service::{InferenceService, grpc_timeout, status};
 
 use super::AppState;
 
-/// The generated messages, server and client.
-#[allow(clippy::all, clippy::pedantic, missing_docs)]
-pub mod proto {
-    tonic::include_proto!("inference");
-}
+pub use crate::grpc_proto as proto;
 
 use proto::grpc_inference_service_server::GrpcInferenceServiceServer;
 

@@ -14,7 +14,7 @@ use crate::server::ApiError;
 use crate::server::AppState;
 
 /// The binary tensor extension's header: the length of the JSON part of the body.
-pub const HEADER_LENGTH: &str = "inference-header-content-length";
+pub use crate::wire::V2_HEADER_LENGTH as HEADER_LENGTH;
 
 /// A V2 inference body, inflated, with the length of its JSON header when it carries binary
 /// tensor data.
