@@ -52,11 +52,13 @@ COPY model/model_binary.dat.gz /model/model_binary.dat.gz
 # Set it (-e MODEL_NAME=...) only to serve a model under another name.
 ENV MODEL_PATH=/model/model_binary.dat.gz \
     HOST=0.0.0.0 \
-    PORT=8000
+    PORT=8000 \
+    GRPC_PORT=8081
 
 # Any non-root id works in an image with no /etc/passwd; 65532 is the usual "nonroot".
 USER 65532:65532
-EXPOSE 8000
+# 8000: HTTP (/predict, V2 REST, /docs, /metrics); 8081: V2 gRPC and grpc.health.v1.Health.
+EXPOSE 8000 8081
 
 # No shell in the image, so the binary checks itself (GET /ready on 127.0.0.1:$PORT).
 # Docker 20.10 has no --start-interval: the first check runs one interval after the start.

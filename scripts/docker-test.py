@@ -199,8 +199,9 @@ def test_1_build():
     user = inspect(IMAGE, "{{.Config.User}}")
     if user in ("", "0", "root") or user.startswith(("0:", "root:")):
         raise Failed(f"image user is {user!r}, expected a non-root user")
-    if "8000/tcp" not in inspect(IMAGE, "{{json .Config.ExposedPorts}}"):
-        raise Failed("image does not expose 8000")
+    exposed = inspect(IMAGE, "{{json .Config.ExposedPorts}}")
+    if "8000/tcp" not in exposed or "8081/tcp" not in exposed:
+        raise Failed(f"image exposes {exposed}, expected 8000 (HTTP) and 8081 (gRPC)")
     shell = docker("run", "--rm", "--entrypoint", "/bin/sh", IMAGE, "-c", "true", check=False)
     if shell.returncode == 0:
         raise Failed("the image has a shell; it should hold only the binary and the model")
@@ -353,7 +354,7 @@ def test_7_compose():
     project = f"mlsvtest{SUFFIX}"  # Compose v1 wants lower-case letters and digits only
     port = free_port()
     env = dict(os.environ, MODEL_DIR=str(model_dir), HOST_PORT=f"127.0.0.1:{port}",
-               ML_SERVING_IMAGE=IMAGE)
+               HOST_GRPC_PORT=f"127.0.0.1:{free_port()}", ML_SERVING_IMAGE=IMAGE)
     base = [*compose, "-p", project, "-f", "compose.yaml"]
     R.projects.append((compose, project, env))
     run([*base, "up", "-d", "--no-build"], timeout=120, env=env)

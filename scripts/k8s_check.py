@@ -813,8 +813,10 @@ def run_live_check(report: Report, binary: Path, model: Path, run: LiveCheck) ->
         )
         return
     port = free_loopback_port()
-    env = {**minimal_env(), **run.env, "MODEL_PATH": str(model), "HOST": "127.0.0.1", "PORT": str(port)}
-    shown = {k: v for k, v in run.env.items() if k not in ("MODEL_PATH", "HOST", "PORT")}
+    # GRPC_PORT=0: no gRPC listener, so its fixed default port cannot collide.
+    env = {**minimal_env(), **run.env, "MODEL_PATH": str(model), "HOST": "127.0.0.1", "PORT": str(port),
+           "GRPC_PORT": "0"}
+    shown = {k: v for k, v in run.env.items() if k not in ("MODEL_PATH", "HOST", "PORT", "GRPC_PORT")}
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="k8s-check-") as scratch:
         log_path = Path(scratch) / "server.log"

@@ -7,6 +7,7 @@ pub mod client;
 pub mod clock;
 pub mod dataset;
 pub mod evaluate;
+pub mod grpc_proto;
 pub mod pipeline;
 pub mod score;
 pub mod server;

@@ -107,3 +107,6 @@ pub struct ValidationErrorBody {
 pub struct ErrorBody {
     pub detail: String,
 }
+
+/// The V2 binary tensor data extension's header: the length of the JSON part of a body.
+pub const V2_HEADER_LENGTH: &str = "inference-header-content-length";

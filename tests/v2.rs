@@ -121,7 +121,7 @@ async fn health_and_server_metadata() {
         get(&app, "/v2").await,
         (
             StatusCode::OK,
-            json!({"name": "ml-serving", "version": env!("CARGO_PKG_VERSION"), "extensions": []})
+            json!({"name": "ml-serving", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data"]})
         )
     );
 }
@@ -144,7 +144,7 @@ async fn model_metadata_lists_the_features_in_order_and_every_output() {
         "parameters": {
             "batch_input_name": "input-0",
             "batch_input_shape": "[-1, 6]",
-            "input_datatypes": "FP64 FP32",
+            "input_datatypes": "FP64 FP32 INT8 INT16 INT32 INT64 UINT8 UINT16 UINT32 UINT64",
             "max_batch_rows": 1000,
             "label_0": "B",
             "label_1": "M",
@@ -477,11 +477,6 @@ async fn outputs_are_chosen_by_the_request_in_its_order() {
     .await;
     body["outputs"] = json!([{"name": "label"}, {"name": "label"}]);
     assert_bad(&app, &body, &["\"label\" is asked for twice"]).await;
-    body["outputs"] = json!([{"name": "label", "parameters": {"binary_data": true}}]);
-    assert_bad(&app, &body, &["binary tensor data is not supported"]).await;
-    body["outputs"] = json!([{"name": "label"}]);
-    body["parameters"] = json!({"binary_data_output": true});
-    assert_bad(&app, &body, &["binary tensor data is not supported"]).await;
 }
 
 #[tokio::test]
@@ -543,11 +538,11 @@ async fn a_shape_that_claims_more_than_its_data_costs_nothing() {
 #[tokio::test]
 async fn wrong_datatypes_are_400_naming_the_datatype() {
     let app = default_app();
-    for datatype in ["INT64", "FP16", "BYTES", "fp64", "BOOL"] {
+    for datatype in ["FP16", "BYTES", "fp64", "BOOL", "BF16"] {
         assert_bad(
             &app,
             &matrix(&[SAMPLE_ROW], datatype),
-            &[&format!("datatype \"{datatype}\""), "FP64 or FP32"],
+            &[&format!("datatype \"{datatype}\""), "FP64 FP32 INT8"],
         )
         .await;
         let mut body = columns(&[SAMPLE_ROW], "FP64");
@@ -724,7 +719,7 @@ async fn requests_that_are_not_inference_requests_are_400() {
         (r#"{"inputs": [], "id": 42}"#, "invalid type: integer `42`"),
         (
             r#"{"inputs": [{"name": "input-0", "shape": [1, 6], "datatype": "FP64"}]}"#,
-            "missing field `data`",
+            "input \"input-0\" has no data",
         ),
         (
             r#"{"inputs": [{"name": "input-0", "shape": [1, 6], "datatype": "FP64", "data": [], "dtype": 1}]}"#,
@@ -749,8 +744,22 @@ async fn content_type_and_body_size_errors_have_the_v2_shape() {
     let (status, answer) = call(&app, "POST", INFER, Some("text/plain"), body.clone()).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(answer["error"].as_str().unwrap().contains("text/plain"));
-    let (status, _) = call(&app, "POST", INFER, None, body.clone()).await;
+    let (status, answer) = call(
+        &app,
+        "POST",
+        INFER,
+        Some("application/x-www-form-urlencoded"),
+        body.clone(),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(answer["error"].as_str().unwrap().contains("or absent"));
+    let (status, _) = call(&app, "POST", INFER, None, body.clone()).await;
+    assert_eq!(
+        status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "a body without a Content-Type is read (and here over the limit)"
+    );
     let (status, answer) = post_json(&app, INFER, &body).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(answer["error"].as_str().unwrap().contains("64 bytes"));

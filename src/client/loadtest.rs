@@ -1,5 +1,6 @@
 //! `ml-serving loadtest`: drives a route (by default `POST /predict` with the model's sample
-//! row) closed loop or open loop, and reports throughput and latency percentiles. The engine
+//! row; or the V2 REST route with JSON or binary tensors; or V2 gRPC `ModelInfer`) closed loop
+//! or open loop, and reports throughput and latency percentiles. The engine
 //! lives in `engine` (with `timer` for the open loop's schedule), the report in `report`,
 //! the progress display in `progress`.
 
@@ -20,7 +21,17 @@ use tokio_util::sync::CancellationToken;
 pub use engine::{LiveCounters, LoadConfig, run_load};
 pub use report::{Percentiles, Report, RequestRecord, StopReason, Summary, format_us};
 
+use super::v2;
 use super::{DEFAULT_URL, feature_names, sample_row, write_stdout};
+
+/// How V2 REST request bodies carry their tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum V2Encoding {
+    /// JSON `data`.
+    Json,
+    /// Binary tensor data (`Inference-Header-Content-Length`), as tritonclient sends it.
+    Binary,
+}
 
 /// Put load on a server and measure its throughput and latency.
 ///
@@ -81,9 +92,25 @@ pub struct LoadtestArgs {
     /// No progress display.
     #[arg(long, short = 'q')]
     pub quiet: bool,
-    /// Sent as `Authorization: Bearer <key>`.
+    /// Sent as `Authorization: Bearer <key>` (gRPC: metadata `authorization`).
     #[arg(long, env = "API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Load the V2 REST route (`/v2/models/<name>/infer` unless `--path` names another) with
+    /// one FP64 tensor `input-0` of `--batch-rows` rows per request, in this encoding.
+    #[arg(long, value_enum, conflicts_with = "body")]
+    pub v2: Option<V2Encoding>,
+    /// Load V2 gRPC `ModelInfer` at this address (`host:port`) instead of HTTP, with the same
+    /// tensors as `--v2`; gRPC codes are reported as their HTTP equivalents (OK as 200, ...).
+    /// Rows and names still come from `--data`, `--model` or the HTTP server at `--url`.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["body", "v2"])]
+    pub grpc: Option<String>,
+    /// Rows per request with `--v2` or `--grpc` (taken from `--data` in turn, wrapping round;
+    /// else copies of the sample row).
+    #[arg(long, default_value_t = 1)]
+    pub batch_rows: usize,
+    /// The model name for `--v2` and `--grpc` (default: `--model`'s, else the server's `/info`).
+    #[arg(long)]
+    pub model_name: Option<String>,
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1h`, `1.5s`, or a bare number of seconds.
@@ -198,6 +225,122 @@ fn csv_bodies(csv: &Path, names: &[String], path: &str) -> anyhow::Result<Vec<By
     Ok(bodies)
 }
 
+/// What a V2 or gRPC load sends: bodies and headers, or gRPC requests.
+struct V2Load {
+    path: String,
+    bodies: Vec<Bytes>,
+    headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
+    grpc: Vec<crate::grpc_proto::ModelInferRequest>,
+}
+
+/// Batches of `--batch-rows` rows (row-major), from the CSV's complete rows in turn (wrapping
+/// round so that every batch is full) or from the sample row.
+async fn batches(args: &LoadtestArgs, timeout: Duration) -> anyhow::Result<(Vec<Vec<f64>>, usize)> {
+    anyhow::ensure!(args.batch_rows > 0, "--batch-rows must be at least 1");
+    let model = args.model.as_deref();
+    let names = feature_names(&args.url, model, timeout).await?;
+    let width = names.len();
+    let rows: Vec<Vec<f64>> = match &args.data {
+        Some(csv) => crate::dataset::load_for_scoring(csv, &names)?
+            .features
+            .rows()
+            .into_iter()
+            .filter(|r| r.iter().all(|v| v.is_finite()))
+            .map(|r| r.to_vec())
+            .collect(),
+        None => {
+            let row = sample_row(&args.url, model, timeout).await?;
+            let values = names
+                .iter()
+                .map(|n| row.get(n).and_then(Value::as_f64))
+                .collect::<Option<Vec<f64>>>()
+                .context("the sample row lacks a feature or holds a non-number")?;
+            vec![values]
+        }
+    };
+    anyhow::ensure!(!rows.is_empty(), "no complete row of the model's features");
+    let count = rows.len().div_ceil(args.batch_rows);
+    let batches = (0..count)
+        .map(|b| {
+            (0..args.batch_rows)
+                .flat_map(|i| rows[(b * args.batch_rows + i) % rows.len()].iter().copied())
+                .collect()
+        })
+        .collect();
+    Ok((batches, width))
+}
+
+async fn v2_load(args: &LoadtestArgs, timeout: Duration) -> anyhow::Result<Option<V2Load>> {
+    if args.v2.is_none() && args.grpc.is_none() {
+        anyhow::ensure!(args.batch_rows == 1, "--batch-rows needs --v2 or --grpc");
+        return Ok(None);
+    }
+    let name = match (&args.model_name, &args.model) {
+        (Some(name), _) => name.clone(),
+        (None, Some(path)) => crate::artifact::LoadedModel::load(path)?.artifact.name,
+        (None, None) => {
+            let reply =
+                super::http::request_once(&args.url, Method::GET, "/info", None, None, timeout)
+                    .await?;
+            serde_json::from_slice::<Value>(&reply.body)
+                .ok()
+                .and_then(|v| v["name"].as_str().map(str::to_string))
+                .with_context(|| format!("{}/info has no model name", args.url))?
+        }
+    };
+    let (batches, width) = batches(args, timeout).await?;
+    let path = if args.grpc.is_some() {
+        "/inference.GRPCInferenceService/ModelInfer".to_string()
+    } else if args.path == "/predict" {
+        format!("/v2/models/{name}/infer")
+    } else {
+        args.path.clone()
+    };
+    let mut load = V2Load {
+        path,
+        bodies: Vec::new(),
+        headers: Vec::new(),
+        grpc: Vec::new(),
+    };
+    match (args.grpc.is_some(), args.v2) {
+        (true, _) => {
+            load.grpc = batches
+                .iter()
+                .map(|b| v2::grpc_request(&name, b, width))
+                .collect();
+        }
+        (false, Some(V2Encoding::Json)) => {
+            for b in &batches {
+                load.bodies.push(Bytes::from(v2::json_body(b, width)?));
+            }
+        }
+        (false, _) => {
+            let mut length = None;
+            for b in &batches {
+                let (body, n) = v2::binary_body(b, width)?;
+                // Every batch has as many rows, so every JSON header has the same length.
+                anyhow::ensure!(
+                    length.is_none_or(|l| l == n),
+                    "JSON headers of different lengths"
+                );
+                length = Some(n);
+                load.bodies.push(Bytes::from(body));
+            }
+            load.headers = vec![
+                (
+                    hyper::header::HeaderName::from_static(crate::wire::V2_HEADER_LENGTH),
+                    hyper::header::HeaderValue::from(length.unwrap_or(0)),
+                ),
+                (
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static("application/octet-stream"),
+                ),
+            ];
+        }
+    }
+    Ok(Some(load))
+}
+
 /// `ml-serving loadtest`.
 pub fn run(args: &LoadtestArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.threads > 0, "--threads must be at least 1");
@@ -212,27 +355,42 @@ pub fn run(args: &LoadtestArgs) -> anyhow::Result<()> {
             .build()?
     };
     let report = runtime.block_on(async {
-        let bodies = bodies(args, args.timeout).await?;
+        let v2 = v2_load(args, args.timeout).await?;
+        let bodies = match &v2 {
+            Some(load) => load.bodies.clone(),
+            None => bodies(args, args.timeout).await?,
+        };
         let method = match &args.method {
             Some(m) => Method::from_bytes(m.to_ascii_uppercase().as_bytes())
                 .with_context(|| format!("{m:?} is not an HTTP method"))?,
-            None if bodies.is_empty() => Method::GET,
+            None if bodies.is_empty() && args.grpc.is_none() => Method::GET,
             None => Method::POST,
         };
         let duration = match (args.duration, args.requests) {
             (None, None) => Some(Duration::from_secs(10)),
             (d, _) => d,
         };
+        let (url, path, headers, grpc) = match v2 {
+            Some(load) => (
+                args.grpc.clone().unwrap_or_else(|| args.url.clone()),
+                load.path,
+                load.headers,
+                load.grpc,
+            ),
+            None => (args.url.clone(), args.path.clone(), Vec::new(), Vec::new()),
+        };
         let config = LoadConfig {
             method,
             bodies,
+            headers,
+            grpc,
             bearer: args.api_key.clone().filter(|k| !k.is_empty()),
             concurrency: args.concurrency,
             rate: args.rate,
             duration,
             requests: args.requests,
             timeout: args.timeout,
-            ..LoadConfig::new(args.url.clone(), args.path.clone())
+            ..LoadConfig::new(url, path)
         };
         let stop = CancellationToken::new();
         tokio::spawn({

@@ -5,6 +5,7 @@
 pub mod http;
 pub mod loadtest;
 pub mod predict;
+pub mod v2;
 
 use std::path::Path;
 use std::time::Duration;
@@ -121,7 +122,7 @@ fn names_of(url: &str, info: &Value) -> anyhow::Result<Vec<String>> {
         .with_context(|| format!("{url}/info: the feature list holds a name that is not a string"))
 }
 
-async fn get_json(url: &str, path: &str, timeout: Duration) -> anyhow::Result<Value> {
+pub async fn get_json(url: &str, path: &str, timeout: Duration) -> anyhow::Result<Value> {
     let reply = http::request_once(url, Method::GET, path, None, None, timeout).await?;
     if !reply.status.is_success() {
         bail!(

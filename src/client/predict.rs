@@ -1,6 +1,6 @@
-//! `ml-serving predict`: one prediction from the command line. Features come from flags named
-//! like the features, from a JSON file, or from standard input; with none, the model's sample
-//! row.
+//! `ml-serving predict`: one prediction from the command line, over `/predict`, the V2 REST
+//! route or V2 gRPC. Features come from flags named like the features, from a JSON file, or
+//! from standard input; with none, the model's sample row.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -12,8 +12,19 @@ use hyper::{Method, StatusCode};
 use serde_json::{Map, Value};
 
 use super::http::{self, Reply};
-use super::{DEFAULT_URL, sample_row, write_stdout};
+use super::v2;
+use super::{DEFAULT_URL, feature_names, get_json, sample_row, write_stdout};
+use crate::artifact::LoadedModel;
 use crate::wire::{ErrorBody, Loc, ValidationErrorBody};
+
+/// The HTTP API a prediction goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// `POST /predict` with one JSON object of named features.
+    Rest,
+    /// `POST /v2/models/<name>/infer` (Open Inference Protocol) with one FP64 tensor `[1, width]`.
+    V2,
+}
 
 /// Send one prediction to a server and print its answer.
 ///
@@ -43,9 +54,20 @@ pub struct PredictArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 10.0)]
     pub timeout_secs: f64,
-    /// Sent as `Authorization: Bearer <key>`.
+    /// Sent as `Authorization: Bearer <key>` (gRPC: metadata `authorization`).
     #[arg(long, env = "API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// The HTTP API to call. With `v2`, a `--file` or standard input is sent as the V2 request
+    /// body as it is.
+    #[arg(long, value_enum, default_value_t = Protocol::Rest)]
+    pub protocol: Protocol,
+    /// Call the V2 gRPC service at this address (`host:port`) instead of HTTP. The sample row
+    /// still comes from `--model`, or from the HTTP server at `--url`.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["protocol", "file", "stdin"])]
+    pub grpc: Option<String>,
+    /// The model name in V2 calls (default: `--model`'s, else the server's `GET /info`).
+    #[arg(long)]
+    pub model_name: Option<String>,
     /// Features as `--<name> <value>` (or `--<name>=<value>`) pairs; `-` alone reads standard
     /// input. Put the other options before these.
     #[arg(
@@ -67,6 +89,9 @@ const OWN_OPTIONS: &[&str] = &[
     "json",
     "timeout-secs",
     "api-key",
+    "protocol",
+    "grpc",
+    "model-name",
     "help",
 ];
 
@@ -175,12 +200,145 @@ fn describe(reply: &Reply) -> String {
     if let Ok(e) = serde_json::from_slice::<ErrorBody>(&reply.body) {
         return format!("{status}: {}", e.detail);
     }
+    // The V2 routes' error body.
+    if let Some(e) = serde_json::from_slice::<Value>(&reply.body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+    {
+        return format!("{status}: {e}");
+    }
     let text = String::from_utf8_lossy(&reply.body);
     if text.trim().is_empty() {
         status.to_string()
     } else {
         format!("{status}: {}", text.trim())
     }
+}
+
+/// The row's values in the model's feature order; each must be a number.
+fn ordered_row(row: &Map<String, Value>, names: &[String]) -> anyhow::Result<Vec<f64>> {
+    if let Some(unknown) = row.keys().find(|k| !names.contains(k)) {
+        bail!(
+            "unknown feature {unknown:?}; the model's features are: {}",
+            names.join(", ")
+        );
+    }
+    names
+        .iter()
+        .map(|name| match row.get(name) {
+            Some(Value::Number(n)) => n
+                .as_f64()
+                .with_context(|| format!("feature {name}: {n} is not a number")),
+            Some(other) => {
+                bail!("feature {name}: {other} is not a number (V2 tensors hold numbers)")
+            }
+            None => bail!(
+                "missing feature {name}; the model's features are: {}",
+                names.join(", ")
+            ),
+        })
+        .collect()
+}
+
+/// The model's name for V2 calls: `--model-name`, `--model`'s, or the server's.
+async fn model_name(args: &PredictArgs, timeout: Duration) -> anyhow::Result<String> {
+    if let Some(name) = &args.model_name {
+        return Ok(name.clone());
+    }
+    if let Some(path) = &args.model {
+        return Ok(LoadedModel::load(path)?.artifact.name);
+    }
+    let info = get_json(&args.url, "/info", timeout).await?;
+    info["name"]
+        .as_str()
+        .map(str::to_string)
+        .with_context(|| format!("{}/info has no model name", args.url))
+}
+
+/// The row to send, in feature order, for the V2 REST and gRPC calls.
+async fn v2_row(args: &PredictArgs, source: Source, timeout: Duration) -> anyhow::Result<Vec<f64>> {
+    let names = feature_names(&args.url, args.model.as_deref(), timeout).await?;
+    let row = match source {
+        Source::Features(row) => row,
+        _ => sample_row(&args.url, args.model.as_deref(), timeout).await?,
+    };
+    ordered_row(&row, &names)
+}
+
+/// `ml-serving predict --protocol v2`: the row as a V2 JSON tensor, or the file as the body.
+async fn run_v2(
+    args: &PredictArgs,
+    source: Source,
+    body: Option<Vec<u8>>,
+    timeout: Duration,
+) -> anyhow::Result<(Reply, String)> {
+    let name = model_name(args, timeout).await?;
+    let body = match body {
+        Some(bytes) => bytes,
+        None => {
+            let row = v2_row(args, source, timeout).await?;
+            v2::json_body(&row, row.len())?
+        }
+    };
+    let path = format!("/v2/models/{name}/infer");
+    let reply = http::request_once(
+        &args.url,
+        Method::POST,
+        &path,
+        Some(Bytes::from(body)),
+        args.api_key.as_deref().filter(|k| !k.is_empty()),
+        timeout,
+    )
+    .await?;
+    Ok((reply, path))
+}
+
+/// `ml-serving predict --grpc ADDRESS`: the row as a gRPC ModelInfer.
+async fn run_grpc(
+    args: &PredictArgs,
+    address: &str,
+    source: Source,
+    timeout: Duration,
+) -> anyhow::Result<Result<v2::Prediction, tonic::Status>> {
+    use crate::grpc_proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+    let name = model_name(args, timeout).await?;
+    let row = v2_row(args, source, timeout).await?;
+    let uri = v2::grpc_uri(address);
+    let channel = tonic::transport::Endpoint::from_shared(uri.clone())
+        .with_context(|| format!("{address:?} is not a gRPC address"))?
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {uri}"))?;
+    let mut request = tonic::Request::new(v2::grpc_request(&name, &row, row.len()));
+    if let Some(key) = args.api_key.as_deref().filter(|k| !k.is_empty()) {
+        let value = format!("Bearer {key}")
+            .parse()
+            .context("the API key cannot be sent as metadata")?;
+        request.metadata_mut().insert("authorization", value);
+    }
+    match GrpcInferenceServiceClient::new(channel)
+        .model_infer(request)
+        .await
+    {
+        Ok(answer) => {
+            let mut predictions = v2::read_grpc_answer(answer.get_ref())?;
+            anyhow::ensure!(predictions.len() == 1, "expected one answer");
+            Ok(Ok(predictions.remove(0)))
+        }
+        Err(status) => Ok(Err(status)),
+    }
+}
+
+fn print_prediction(args: &PredictArgs, status: &str, p: &v2::Prediction) -> anyhow::Result<()> {
+    let line = if args.json {
+        serde_json::json!({"status": status, "answer": {"label": p.label, "prediction": p.prediction}})
+            .to_string()
+    } else {
+        format!("{status}  label={} prediction={}", p.label, p.prediction)
+    };
+    write_stdout(&format!("{line}\n"))
 }
 
 /// `ml-serving predict`.
@@ -190,6 +348,25 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
         .filter(|d| !d.is_zero())
         .context("--timeout-secs must be a positive number")?;
     let source = args.source()?;
+    if let Some(address) = &args.grpc {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        return match runtime.block_on(run_grpc(args, address, source, timeout))? {
+            Ok(prediction) => print_prediction(args, "OK", &prediction),
+            Err(status) => {
+                if args.json {
+                    let line = serde_json::json!({"status": format!("{:?}", status.code()), "answer": status.message()});
+                    write_stdout(&format!("{line}\n"))?;
+                }
+                bail!(
+                    "gRPC ModelInfer at {address} answered {:?}: {}",
+                    status.code(),
+                    status.message()
+                )
+            }
+        };
+    }
     let body = match &source {
         Source::Features(_) | Source::Sample => None,
         Source::File(path) => {
@@ -206,6 +383,24 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    if args.protocol == Protocol::V2 {
+        let (reply, path) = runtime.block_on(run_v2(args, source, body, timeout))?;
+        if reply.status.is_success() {
+            let mut predictions = v2::read_json_answer(&reply.body)?;
+            if let (1, Some(p)) = (predictions.len(), predictions.pop()) {
+                return print_prediction(args, &reply.status.to_string(), &p);
+            }
+        }
+        print_reply(args, &reply)?;
+        if !reply.status.is_success() {
+            bail!(
+                "POST {}{path} answered {}",
+                args.url.trim_end_matches('/'),
+                describe(&reply)
+            );
+        }
+        return Ok(());
+    }
     let reply = runtime.block_on(async {
         let body = match (source, body) {
             (_, Some(bytes)) => Bytes::from(bytes),

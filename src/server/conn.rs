@@ -1,6 +1,6 @@
 //! Connections: accepting under a cap, the header-read and idle timeouts of each connection,
-//! and the graceful drain. hyper's HTTP/1 server under our own accept loop, because
-//! `axum::serve` offers none of these bounds.
+//! and the graceful drain. hyper's HTTP/1 server (REST) or HTTP/2 server (gRPC, cleartext)
+//! under our own accept loop, because `axum::serve` offers none of these bounds.
 //!
 //! A connection is *busy* while one of its requests is being handled, and *waiting* otherwise.
 //! A waiting connection that has received nothing for `idle_timeout` is closed; one that has
@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::graceful::GracefulConnection;
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -44,14 +45,36 @@ pub struct ConnSettings {
 /// hyper's smallest read buffer: a head limit below it would be refused by hyper.
 pub const MIN_HEADER_BYTES: usize = 8192;
 
-/// Serves `app` on `listener` until `stop` is cancelled, then stops accepting and drains: a
-/// connection mid-request finishes it, any other closes at once; after `drain_timeout` the rest
-/// are dropped.
+/// Which HTTP a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c), as gRPC clients speak it.
+    Http2,
+}
+
+/// The most streams an HTTP/2 client may open at once on one connection.
+const MAX_STREAMS_PER_CONNECTION: u32 = 128;
+
+/// Serves `app` over HTTP/1.1 on `listener` until `stop` is cancelled, then stops accepting
+/// and drains: a connection mid-request finishes it, any other closes at once; after
+/// `drain_timeout` the rest are dropped.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     stop: CancellationToken,
     settings: ConnSettings,
+) -> anyhow::Result<()> {
+    serve_with(listener, app, stop, settings, Protocol::Http1).await
+}
+
+/// [`serve`], speaking `protocol`.
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    stop: CancellationToken,
+    settings: ConnSettings,
+    protocol: Protocol,
 ) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
     let slots = Arc::new(Semaphore::new(settings.max_connections));
@@ -82,6 +105,7 @@ pub async fn serve(
             settings.clone(),
             finish.clone(),
             permit,
+            protocol,
         ));
     }
     drop(listener);
@@ -292,6 +316,7 @@ async fn connection(
     settings: Arc<ConnSettings>,
     finish: CancellationToken,
     _slot: OwnedSemaphorePermit,
+    protocol: Protocol,
 ) {
     let _ = stream.set_nodelay(true);
     let open = OpenConnection::start();
@@ -331,15 +356,42 @@ async fn connection(
             }
         })
     };
-    let conn = hyper::server::conn::http1::Builder::new()
-        // A client that half-closes after sending its request still gets the answer.
-        .half_close(true)
-        .max_buf_size(settings.max_header_bytes.max(MIN_HEADER_BYTES))
-        .serve_connection(io, service);
+    let reason = match protocol {
+        Protocol::Http1 => {
+            let conn = hyper::server::conn::http1::Builder::new()
+                // A client that half-closes after sending its request still gets the answer.
+                .half_close(true)
+                .max_buf_size(settings.max_header_bytes.max(MIN_HEADER_BYTES))
+                .serve_connection(io, service);
+            watch(conn, &activity, &settings, &finish).await
+        }
+        Protocol::Http2 => {
+            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
+                .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+                .serve_connection(io, service);
+            watch(conn, &activity, &settings, &finish).await
+        }
+    };
+    open.close(reason);
+}
+
+/// Drives `conn` until it ends, the watchdog closes it, or the server drains; returns why it
+/// ended.
+async fn watch<C>(
+    conn: C,
+    activity: &Activity,
+    settings: &ConnSettings,
+    finish: &CancellationToken,
+) -> &'static str
+where
+    C: GracefulConnection,
+    C::Error: std::fmt::Display,
+{
     tokio::pin!(conn);
     let mut draining = false;
-    let reason = loop {
-        let recheck = match activity.verdict(&settings) {
+    loop {
+        let recheck = match activity.verdict(settings) {
             Verdict::Close(reason) => break reason,
             Verdict::Keep { recheck } => recheck,
         };
@@ -361,8 +413,7 @@ async fn connection(
                 conn.as_mut().graceful_shutdown();
             }
         }
-    };
-    open.close(reason);
+    }
 }
 
 /// `http_connections_open`, and `http_connections_closed_total` by reason when it ends.

@@ -5,6 +5,7 @@ mod conn;
 mod error;
 mod extract;
 pub mod features;
+pub mod grpc;
 mod layers;
 mod openapi;
 mod reload;
@@ -26,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use utoipa_swagger_ui::SwaggerUi;
 
-pub use conn::{ConnSettings, serve};
+pub use conn::{ConnSettings, Protocol, serve, serve_with};
 pub use error::ApiError;
 pub use extract::Slots;
 pub use openapi::document as openapi_document;
@@ -50,6 +51,9 @@ pub struct ServeArgs {
     /// Port to listen on (0 picks a free one and logs it).
     #[arg(long, env = "PORT", default_value_t = 8000)]
     pub port: u16,
+    /// Port of the V2 gRPC service (inference.GRPCInferenceService and grpc.health.v1.Health); 0 turns it off.
+    #[arg(long, env = "GRPC_PORT", default_value_t = 8081)]
+    pub grpc_port: u16,
     /// Largest request body accepted, in bytes (413 above it).
     #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
     pub body_limit_bytes: usize,
@@ -438,6 +442,23 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
                 }
             }
         });
+        // The V2 gRPC server (src/server/grpc/): same state, limits and drain.
+        let grpc = match args.grpc_port {
+            0 => None,
+            port => Some(
+                grpc::spawn(
+                    SocketAddr::new(args.host, port),
+                    state.clone(),
+                    grpc::GrpcSettings {
+                        max_in_flight: settings.max_in_flight,
+                        request_timeout: settings.request_timeout,
+                        connections: settings.connections.clone(),
+                    },
+                    stop.clone(),
+                )
+                .await?,
+            ),
+        };
         tokio::spawn(shutdown_sequence(
             term,
             int,
@@ -446,6 +467,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             stop.clone(),
         ));
         serve(listener, app, stop, settings.connections).await?;
+        if let Some(grpc) = grpc {
+            grpc.await.context("the gRPC server task")??;
+        }
         tracing::info!("stopped");
         Ok(())
     })

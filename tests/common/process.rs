@@ -26,6 +26,7 @@ impl Server {
             .env("MODEL_PATH", model)
             .env("HOST", "127.0.0.1")
             .env("PORT", "0")
+            .env("GRPC_PORT", "0")
             .env("LOG_JSON", "true")
             .env("RUST_LOG", "info")
             .envs(extra_env.iter().copied())

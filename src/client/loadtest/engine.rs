@@ -8,6 +8,9 @@
 //! is busy the next request simply waits until one is free, and that wait is part of its
 //! latency. A server that stalls therefore shows the stall in every request scheduled during
 //! it, not in one request only.
+//!
+//! Over gRPC (V2 `ModelInfer`) each slot holds its own HTTP/2 channel instead, and a status
+//! code is reported as its usual HTTP equivalent (OK 200, INVALID_ARGUMENT 400, ...).
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
@@ -27,6 +30,10 @@ use tokio_util::sync::CancellationToken;
 use super::report::{Report, RequestRecord, StopReason};
 use super::timer::Timer;
 use crate::client::http::{Connection, Target};
+use crate::grpc_proto::ModelInferRequest;
+use crate::grpc_proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+
+type GrpcClient = GrpcInferenceServiceClient<tonic::transport::Channel>;
 
 /// Latencies are recorded in microseconds up to an hour, to three significant digits.
 const LATENCY_MAX_US: u64 = 3_600_000_000;
@@ -44,7 +51,12 @@ pub struct LoadConfig {
     pub path: String,
     /// Request bodies, used in turn (request `i` sends `bodies[i % len]`); empty: no body.
     pub bodies: Vec<Bytes>,
-    /// Sent as `Authorization: Bearer <key>`.
+    /// More headers, sent with every request (e.g. `Inference-Header-Content-Length`).
+    pub headers: Vec<(hyper::header::HeaderName, HeaderValue)>,
+    /// gRPC instead of HTTP: V2 `ModelInfer` requests, used in turn (`url` is then the gRPC
+    /// server, and `method`, `path`, `bodies` and `headers` are unused).
+    pub grpc: Vec<ModelInferRequest>,
+    /// Sent as `Authorization: Bearer <key>` (gRPC: metadata `authorization`).
     pub bearer: Option<String>,
     /// Connections, each with at most one request in flight.
     pub concurrency: usize,
@@ -71,6 +83,8 @@ impl LoadConfig {
             method: Method::GET,
             path: path.into(),
             bodies: Vec::new(),
+            headers: Vec::new(),
+            grpc: Vec::new(),
             bearer: None,
             concurrency: 1,
             rate: None,
@@ -129,6 +143,9 @@ struct Template {
     headers: HeaderMap,
     bodies: Vec<Bytes>,
     timeout: Duration,
+    grpc: Vec<ModelInferRequest>,
+    grpc_uri: String,
+    bearer: Option<String>,
 }
 
 impl Template {
@@ -148,6 +165,9 @@ impl Template {
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
+        for (name, value) in &config.headers {
+            headers.insert(name.clone(), value.clone());
+        }
         Ok(Self {
             target,
             method: config.method.clone(),
@@ -155,7 +175,41 @@ impl Template {
             headers,
             bodies: config.bodies.clone(),
             timeout: config.timeout,
+            grpc: config.grpc.clone(),
+            grpc_uri: crate::client::v2::grpc_uri(&config.url),
+            bearer: config.bearer.clone(),
         })
+    }
+
+    fn is_grpc(&self) -> bool {
+        !self.grpc.is_empty()
+    }
+
+    async fn open(&self, timeout: Duration) -> anyhow::Result<Link> {
+        if self.is_grpc() {
+            let channel = tonic::transport::Endpoint::from_shared(self.grpc_uri.clone())
+                .with_context(|| format!("{:?} is not a gRPC address", self.grpc_uri))?
+                .connect_timeout(timeout)
+                .tcp_nodelay(true)
+                .connect()
+                .await
+                .with_context(|| format!("connecting to {}", self.grpc_uri))?;
+            Ok(Link::Grpc(GrpcClient::new(channel)))
+        } else {
+            Ok(Link::Http(Connection::open(&self.target, timeout).await?))
+        }
+    }
+
+    fn grpc_request(&self, slot: u64) -> Result<tonic::Request<ModelInferRequest>, String> {
+        let n = self.grpc.len() as u64;
+        let mut request = tonic::Request::new(self.grpc[(slot % n) as usize].clone());
+        if let Some(key) = &self.bearer {
+            let value = format!("Bearer {key}")
+                .parse()
+                .map_err(|_| "the API key cannot be sent as metadata".to_string())?;
+            request.metadata_mut().insert("authorization", value);
+        }
+        Ok(request)
     }
 
     fn request(&self, slot: u64) -> Request<Full<Bytes>> {
@@ -168,6 +222,33 @@ impl Template {
         *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = self.headers.clone();
         request
+    }
+}
+
+/// One slot's connection: HTTP/1.1, or a gRPC channel.
+enum Link {
+    Http(Connection),
+    Grpc(GrpcClient),
+}
+
+/// A gRPC code as its usual HTTP status, for the report.
+fn grpc_as_http(code: tonic::Code) -> StatusCode {
+    use tonic::Code;
+    match code {
+        Code::Ok => StatusCode::OK,
+        Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => {
+            StatusCode::BAD_REQUEST
+        }
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -259,10 +340,11 @@ pub async fn run_load(config: &LoadConfig, stop: CancellationToken) -> anyhow::R
     let connect_within = config
         .duration
         .map_or(config.timeout, |d| d.min(config.timeout));
+    let template = Arc::new(template);
     let mut connecting = JoinSet::new();
     for _ in 0..config.concurrency {
-        let target = template.target.clone();
-        connecting.spawn(async move { Connection::open(&target, connect_within).await.ok() });
+        let template = template.clone();
+        connecting.spawn(async move { template.open(connect_within).await.ok() });
     }
     let connections = tokio::select! {
         connections = connecting.join_all() => connections,
@@ -270,6 +352,8 @@ pub async fn run_load(config: &LoadConfig, stop: CancellationToken) -> anyhow::R
     };
 
     let started = Instant::now();
+    let template = Arc::try_unwrap(template)
+        .map_err(|_| anyhow::anyhow!("a connection task outlived its set"))?;
     let shared = Arc::new(Shared {
         template,
         next: AtomicU64::new(0),
@@ -329,7 +413,7 @@ pub async fn run_load(config: &LoadConfig, stop: CancellationToken) -> anyhow::R
 /// record the answer.
 async fn drive(
     shared: Arc<Shared>,
-    mut connection: Option<Connection>,
+    mut connection: Option<Link>,
     halt: CancellationToken,
 ) -> ConnectionStats {
     let mut stats = ConnectionStats::new(shared.interval.is_some());
@@ -410,23 +494,37 @@ async fn drive(
 /// Sends request `slot` on the connection, reconnecting if it is closed, and reads the whole
 /// answer. The error is a message for the report.
 async fn exchange(
-    connection: &mut Option<Connection>,
+    connection: &mut Option<Link>,
     template: &Template,
     slot: u64,
 ) -> Result<StatusCode, String> {
-    if let Some(open) = connection
+    if let Some(Link::Http(open)) = connection
         && open.ready().await.is_err()
     {
         // Closed between two requests (e.g. by the server): nothing was sent, reconnect.
         *connection = None;
     }
-    let open = match connection {
+    let link = match connection {
         Some(open) => open,
         None => connection.insert(
-            Connection::open(&template.target, template.timeout)
+            template
+                .open(template.timeout)
                 .await
                 .map_err(|e| format!("{e:#}"))?,
         ),
+    };
+    let open = match link {
+        Link::Http(open) => open,
+        Link::Grpc(client) => {
+            return match client.model_infer(template.grpc_request(slot)?).await {
+                Ok(_) => Ok(StatusCode::OK),
+                // A transport failure surfaces as a status whose source is the error.
+                Err(status) if status.code() == tonic::Code::Unavailable => {
+                    Err(status.message().to_string())
+                }
+                Err(status) => Ok(grpc_as_http(status.code())),
+            };
+        }
     };
     let response = open
         .send_request(template.request(slot))

@@ -4,17 +4,23 @@
 //!
 //! Inputs come in either of two layouts: one tensor per feature, each of shape `[N]` or `[N, 1]`
 //! (what the model metadata lists), or one tensor `"input-0"` of shape `[N, width]` whose columns
-//! are the features in the metadata's order. Both take FP64 or FP32 data, nested or flat.
+//! are the features in the metadata's order. Both take FP64, FP32 or integer data, as JSON
+//! (nested or flat) or as binary tensor data; outputs are JSON or binary, as the request asks.
+//! The reading of tensors and the computing of outputs are shared with the gRPC service.
+
+use std::io::Write;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::response::Response;
 use axum::routing::{any, get, post};
 use axum::{Extension, Json};
 
 use super::error::ApiError;
-use super::extract::{Authorized, JsonBody, Slots};
+use super::extract::{Authorized, Slots};
 use super::state::{AppState, ServedModel};
 
 /// The server's name in `GET /v2`.
@@ -24,20 +30,29 @@ pub const PLATFORM: &str = "ml-serving_linfa";
 /// The name of the one-tensor input layout, `[N, width]` (KServe's and MLServer's usual name).
 pub const BATCH_INPUT: &str = "input-0";
 
-/// The data types the inputs accept; FP32 values are rounded to FP32 as the type says.
-const INPUT_DATATYPES: [&str; 2] = ["FP64", "FP32"];
+/// The protocol extensions this server implements (`GET /v2`, gRPC `ServerMetadata`).
+pub const EXTENSIONS: [&str; 1] = ["binary_tensor_data"];
 
+/// Answers smaller than this are not worth gzipping.
+const GZIP_MIN_BYTES: usize = 1024;
+
+mod binary;
+mod body;
 mod error;
 mod tensors;
 mod types;
 
+pub use binary::OutputData;
+pub use body::HEADER_LENGTH;
+use body::V2Body;
 use error::bad;
 pub use error::{V2Error, V2ErrorBody, error_body};
-use tensors::*;
+use tensors::select_outputs;
+pub use tensors::{Datatype, Output, Source, Tensor, read_inputs};
 pub use types::*;
 
 /// The live model, if the path names it (and its version, when the path has one).
-fn check_model(model: &ServedModel, name: &str, version: Option<&str>) -> Result<(), V2Error> {
+pub fn check_model(model: &ServedModel, name: &str, version: Option<&str>) -> Result<(), V2Error> {
     if name != model.name {
         return Err(V2Error::UnknownModel {
             name: name.to_string(),
@@ -93,7 +108,7 @@ fn ready_status(ready: bool) -> StatusCode {
     }
 }
 
-/// The server's name, version and protocol extensions (none).
+/// The server's name, version and protocol extensions (`binary_tensor_data`).
 #[utoipa::path(
     get,
     path = "/v2",
@@ -104,11 +119,15 @@ pub async fn server_metadata() -> Json<ServerMetadata> {
     Json(ServerMetadata {
         name: SERVER_NAME.to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
-        extensions: Vec::new(),
+        extensions: EXTENSIONS.map(str::to_string).to_vec(),
     })
 }
 
-fn metadata(state: &AppState, name: &str, version: Option<&str>) -> Result<ModelMetadata, V2Error> {
+pub fn metadata(
+    state: &AppState,
+    name: &str,
+    version: Option<&str>,
+) -> Result<ModelMetadata, V2Error> {
     let model = state.model();
     check_model(&model, name, version)?;
     let artifact = &model.model.artifact;
@@ -121,7 +140,7 @@ fn metadata(state: &AppState, name: &str, version: Option<&str>) -> Result<Model
             .iter()
             .map(|f| TensorMetadata {
                 name: f.clone(),
-                datatype: INPUT_DATATYPES[0].to_string(),
+                datatype: Datatype::Fp64.name().to_string(),
                 shape: vec![-1],
             })
             .collect(),
@@ -136,7 +155,7 @@ fn metadata(state: &AppState, name: &str, version: Option<&str>) -> Result<Model
         parameters: ModelParameters {
             batch_input_name: BATCH_INPUT.to_string(),
             batch_input_shape: format!("[-1, {}]", features.len()),
-            input_datatypes: INPUT_DATATYPES.join(" "),
+            input_datatypes: Datatype::names(),
             max_batch_rows: state.limits().batch_rows,
             label_0: artifact.labels.negative.clone(),
             label_1: artifact.labels.positive.clone(),
@@ -252,60 +271,127 @@ fn json_error(err: &serde_json::Error) -> V2Error {
     }
 }
 
+/// Every output in `outputs`, for the rows in `values` (row-major, the model's width).
+pub fn predict_outputs(
+    model: &ServedModel,
+    values: &[f64],
+    outputs: &[Output],
+) -> Result<Vec<OutputData>, V2Error> {
+    let votes = model.votes(values)?;
+    let answers: Vec<_> = votes.iter().map(|v| model.answer(v.majority())).collect();
+    let vote = |pick: fn(&crate::pipeline::Votes) -> bool| {
+        OutputData::Int64(votes.iter().map(|v| i64::from(pick(v))).collect())
+    };
+    Ok(outputs
+        .iter()
+        .map(|output| match output {
+            Output::Predict => {
+                OutputData::Int64(answers.iter().map(|a| i64::from(a.prediction)).collect())
+            }
+            Output::Label => OutputData::Bytes(answers.iter().map(|a| a.label.clone()).collect()),
+            Output::LogisticVote => vote(|v| v.logistic),
+            Output::TreeVote => vote(|v| v.tree),
+            Output::SvmVote => vote(|v| v.svm),
+        })
+        .collect())
+}
+
 fn run_inference(
     state: &AppState,
     name: &str,
     version: Option<&str>,
     slots: &Slots,
-    body: Result<JsonBody, ApiError>,
-) -> Result<Json<InferenceResponse>, V2Error> {
+    body: Result<V2Body, V2Error>,
+) -> Result<Response, V2Error> {
     let model = state.model();
     check_model(&model, name, version)?;
-    let JsonBody(bytes) = body?;
+    let body = body?;
+    // The slot is taken once the body is in: a client still uploading holds none.
     let _slot = slots.take()?;
-    let request: InferenceRequest = serde_json::from_slice(&bytes).map_err(|e| json_error(&e))?;
+    let (header, binary) = binary::split(&body.bytes, body.header_length)?;
+    let request: InferenceRequest = serde_json::from_slice(header).map_err(|e| json_error(&e))?;
     let selected = select_outputs(&request)?;
-    let values = read_inputs(model.features(), &request.inputs, state.limits().batch_rows)?;
-    let votes = model.votes(&values)?;
-    let answers: Vec<_> = votes.iter().map(|v| model.answer(v.majority())).collect();
-    let rows = votes.len() as u64;
-    let int = |output: Output, values: Vec<i64>| ResponseOutput {
-        name: output.name().to_string(),
-        datatype: output.datatype().to_string(),
-        shape: vec![rows],
-        data: TensorData::Int64(values),
-    };
-    let vote = |pick: fn(&crate::pipeline::Votes) -> bool| -> Vec<i64> {
-        votes.iter().map(|v| i64::from(pick(v))).collect()
-    };
+    let tensors = binary::tensors(&request, binary, body.header_length)?;
+    let values = read_inputs(model.features(), &tensors, state.limits().batch_rows)?;
+    let wanted: Vec<Output> = selected.iter().map(|(o, _)| *o).collect();
+    let data = predict_outputs(&model, &values, &wanted)?;
+    let rows = (values.len() / model.features().len()) as u64;
+    let mut tail: Option<Vec<u8>> = None;
     let outputs = selected
         .into_iter()
-        .map(|output| match output {
-            Output::Predict => int(
-                output,
-                answers.iter().map(|a| i64::from(a.prediction)).collect(),
-            ),
-            Output::Label => ResponseOutput {
+        .zip(data)
+        .map(|((output, binary), data)| {
+            let (parameters, data) = if binary {
+                let raw = data.raw();
+                let mut parameters = serde_json::Map::new();
+                parameters.insert("binary_data_size".to_string(), raw.len().into());
+                tail.get_or_insert_with(Vec::new).extend_from_slice(&raw);
+                (Some(parameters), None)
+            } else {
+                let data = match data {
+                    OutputData::Int64(v) => TensorData::Int64(v),
+                    OutputData::Bytes(v) => TensorData::Bytes(v),
+                };
+                (None, Some(data))
+            };
+            ResponseOutput {
                 name: output.name().to_string(),
                 datatype: output.datatype().to_string(),
                 shape: vec![rows],
-                data: TensorData::Bytes(answers.iter().map(|a| a.label.clone()).collect()),
-            },
-            Output::LogisticVote => int(output, vote(|v| v.logistic)),
-            Output::TreeVote => int(output, vote(|v| v.tree)),
-            Output::SvmVote => int(output, vote(|v| v.svm)),
+                parameters,
+                data,
+            }
         })
         .collect();
-    Ok(Json(InferenceResponse {
+    let response = InferenceResponse {
         model_name: model.name.clone(),
         model_version: model.model.artifact.version.clone(),
         id: request.id,
         outputs,
-    }))
+    };
+    encode(&response, tail, body.gzip_answer)
+}
+
+/// The answer: JSON, or (when any output is binary) the JSON header then the binary data, with
+/// `Inference-Header-Content-Length`; gzipped when the client accepts it and it is worth it.
+fn encode(
+    response: &InferenceResponse,
+    tail: Option<Vec<u8>>,
+    gzip: bool,
+) -> Result<Response, V2Error> {
+    let mut bytes = serde_json::to_vec(response)
+        .map_err(|e| V2Error::Server(ApiError::Internal(format!("encoding the answer: {e}"))))?;
+    let mut builder = Response::builder();
+    if let Some(tail) = tail {
+        builder = builder
+            .header(HEADER_LENGTH, bytes.len())
+            .header(header::CONTENT_TYPE, "application/octet-stream");
+        bytes.extend_from_slice(&tail);
+    } else {
+        builder = builder.header(header::CONTENT_TYPE, "application/json");
+    }
+    if gzip && bytes.len() >= GZIP_MIN_BYTES {
+        let mut encoder = flate2::write::GzEncoder::new(
+            Vec::with_capacity(bytes.len() / 4),
+            flate2::Compression::fast(),
+        );
+        let compressed = encoder.write_all(&bytes).and_then(|()| encoder.finish());
+        if let Ok(compressed) = compressed {
+            bytes = compressed;
+            builder = builder.header(header::CONTENT_ENCODING, "gzip");
+        }
+    }
+    builder
+        .header(header::VARY, HeaderValue::from_static("accept-encoding"))
+        .body(Body::from(bytes))
+        .map_err(|e| V2Error::Server(ApiError::Internal(format!("building the answer: {e}"))))
 }
 
 /// Predict a batch from V2 tensors: one tensor per feature (`[N]` or `[N, 1]`) or one tensor
-/// `input-0` of shape `[N, width]`, FP64 or FP32, data flat or nested, row-major.
+/// `input-0` of shape `[N, width]`, FP64, FP32 or an integer type, row-major: JSON data, flat
+/// or nested, or binary tensor data (a JSON header of `Inference-Header-Content-Length` bytes,
+/// then each binary input's `binary_data_size` bytes, little-endian). The body may be gzip- or
+/// deflate-encoded; the answer is gzipped when `Accept-Encoding` allows it.
 #[utoipa::path(
     post,
     path = "/v2/models/{name}/infer",
@@ -314,12 +400,12 @@ fn run_inference(
     request_body(content = InferenceRequest, description = "V2 input tensors, at most MAX_BATCH_ROWS rows"),
     responses(
         (status = 200, description = "The chosen outputs, one element per row", body = InferenceResponse),
-        (status = 400, description = "Malformed JSON, or a wrong input: name, datatype, shape, data length or value", body = V2ErrorBody),
+        (status = 400, description = "Malformed JSON, a wrong input (name, datatype, shape, data length or value) or a wrong binary layout (header length, binary_data_size)", body = V2ErrorBody),
         (status = 401, description = "Missing or wrong API key (when API_KEY is set)", body = V2ErrorBody),
         (status = 404, description = "Unknown model", body = V2ErrorBody),
         (status = 408, description = "Slower than the request timeout", body = V2ErrorBody),
-        (status = 413, description = "Body over the limit, or more rows than MAX_BATCH_ROWS", body = V2ErrorBody),
-        (status = 415, description = "Not application/json", body = V2ErrorBody),
+        (status = 413, description = "Body over the limit (after inflation), or more rows than MAX_BATCH_ROWS", body = V2ErrorBody),
+        (status = 415, description = "A Content-Type other than JSON or application/octet-stream, or a Content-Encoding other than gzip or deflate", body = V2ErrorBody),
         (status = 429, description = "Too many requests in flight", body = V2ErrorBody),
     ),
     security((), ("api_key" = []))
@@ -329,8 +415,8 @@ pub async fn infer(
     Extension(slots): Extension<Slots>,
     _: Authorized,
     path: Result<Path<String>, PathRejection>,
-    body: Result<JsonBody, ApiError>,
-) -> Result<Json<InferenceResponse>, V2Error> {
+    body: Result<V2Body, V2Error>,
+) -> Result<Response, V2Error> {
     let Path(name) = path.map_err(path_error)?;
     run_inference(&state, &name, None, &slots, body)
 }
@@ -347,12 +433,12 @@ pub async fn infer(
     request_body(content = InferenceRequest, description = "V2 input tensors, at most MAX_BATCH_ROWS rows"),
     responses(
         (status = 200, description = "The chosen outputs, one element per row", body = InferenceResponse),
-        (status = 400, description = "Malformed JSON, or a wrong input: name, datatype, shape, data length or value", body = V2ErrorBody),
+        (status = 400, description = "Malformed JSON, a wrong input (name, datatype, shape, data length or value) or a wrong binary layout (header length, binary_data_size)", body = V2ErrorBody),
         (status = 401, description = "Missing or wrong API key (when API_KEY is set)", body = V2ErrorBody),
         (status = 404, description = "Unknown model or version", body = V2ErrorBody),
         (status = 408, description = "Slower than the request timeout", body = V2ErrorBody),
-        (status = 413, description = "Body over the limit, or more rows than MAX_BATCH_ROWS", body = V2ErrorBody),
-        (status = 415, description = "Not application/json", body = V2ErrorBody),
+        (status = 413, description = "Body over the limit (after inflation), or more rows than MAX_BATCH_ROWS", body = V2ErrorBody),
+        (status = 415, description = "A Content-Type other than JSON or application/octet-stream, or a Content-Encoding other than gzip or deflate", body = V2ErrorBody),
         (status = 429, description = "Too many requests in flight", body = V2ErrorBody),
     ),
     security((), ("api_key" = []))
@@ -362,8 +448,8 @@ pub async fn infer_version(
     Extension(slots): Extension<Slots>,
     _: Authorized,
     path: Result<Path<(String, String)>, PathRejection>,
-    body: Result<JsonBody, ApiError>,
-) -> Result<Json<InferenceResponse>, V2Error> {
+    body: Result<V2Body, V2Error>,
+) -> Result<Response, V2Error> {
     let Path((name, version)) = path.map_err(path_error)?;
     run_inference(&state, &name, Some(&version), &slots, body)
 }

@@ -1,14 +1,16 @@
-//! Reading V2 input tensors into rows of the model's features, and choosing the outputs.
+//! Reading V2 input tensors into rows of the model's features, and choosing the outputs. The
+//! reader is the same for every wire format: JSON `data`, binary tensor data (REST's binary
+//! extension, gRPC's `raw_input_contents`) and gRPC's typed `contents`.
 
 use serde_json::Value;
 
+use super::BATCH_INPUT;
 use super::error::*;
 use super::types::*;
-use super::{BATCH_INPUT, INPUT_DATATYPES};
 
 /// What the model answers for each row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Output {
+pub enum Output {
     /// The ensemble's decision, 0 or 1.
     Predict,
     /// Its class name.
@@ -20,7 +22,7 @@ pub(super) enum Output {
 }
 
 impl Output {
-    pub(super) const ALL: [Self; 5] = [
+    pub const ALL: [Self; 5] = [
         Self::Predict,
         Self::Label,
         Self::LogisticVote,
@@ -28,7 +30,7 @@ impl Output {
         Self::SvmVote,
     ];
 
-    pub(super) fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Self::Predict => "predict",
             Self::Label => "label",
@@ -38,7 +40,7 @@ impl Output {
         }
     }
 
-    pub(super) fn datatype(self) -> &'static str {
+    pub fn datatype(self) -> &'static str {
         match self {
             Self::Label => "BYTES",
             _ => "INT64",
@@ -48,63 +50,198 @@ impl Output {
     fn names() -> String {
         Self::ALL.map(Self::name).join(", ")
     }
-}
 
-pub(super) fn wants_binary(parameters: Option<&serde_json::Map<String, Value>>, key: &str) -> bool {
-    parameters.and_then(|p| p.get(key)) == Some(&Value::Bool(true))
-}
-
-/// The outputs a request asks for, in its order; all of them when it names none.
-pub(super) fn select_outputs(request: &InferenceRequest) -> Result<Vec<Output>, V2Error> {
-    if wants_binary(request.parameters.as_ref(), "binary_data_output") {
-        return Err(bad(
-            "binary tensor data is not supported: this server answers JSON tensors only",
-        ));
+    /// The output this name means, or a 400 listing the outputs.
+    pub fn named(name: &str) -> Result<Self, V2Error> {
+        Self::ALL
+            .into_iter()
+            .find(|o| o.name() == name)
+            .ok_or_else(|| {
+                bad(format!(
+                    "unknown output {name:?}; this model's outputs are: {}",
+                    Self::names()
+                ))
+            })
     }
+}
+
+/// A boolean parameter: absent is `None`; anything but a boolean is a 400.
+pub(super) fn flag(
+    parameters: Option<&serde_json::Map<String, Value>>,
+    key: &str,
+    whose: &str,
+) -> Result<Option<bool>, V2Error> {
+    match parameters.and_then(|p| p.get(key)) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(bad(format!(
+            "{whose}: parameter {key:?} must be true or false, got {}",
+            kind_of(other)
+        ))),
+    }
+}
+
+/// The outputs a request asks for, in its order (all of them when it names none), each with
+/// whether it is wanted as binary tensor data: the output's `binary_data` parameter, else the
+/// request's `binary_data_output`.
+pub(super) fn select_outputs(request: &InferenceRequest) -> Result<Vec<(Output, bool)>, V2Error> {
+    let all_binary = flag(
+        request.parameters.as_ref(),
+        "binary_data_output",
+        "the request",
+    )?
+    .unwrap_or(false);
     let Some(wanted) = request.outputs.as_deref().filter(|o| !o.is_empty()) else {
-        return Ok(Output::ALL.to_vec());
+        return Ok(Output::ALL.map(|o| (o, all_binary)).to_vec());
     };
-    let mut selected = Vec::with_capacity(wanted.len());
+    let mut selected: Vec<(Output, bool)> = Vec::with_capacity(wanted.len());
     for out in wanted {
-        let Some(output) = Output::ALL.into_iter().find(|o| o.name() == out.name) else {
-            return Err(bad(format!(
-                "unknown output {:?}; this model's outputs are: {}",
-                out.name,
-                Output::names()
-            )));
-        };
-        if selected.contains(&output) {
+        let output = Output::named(&out.name)?;
+        if selected.iter().any(|(o, _)| *o == output) {
             return Err(bad(format!("output {:?} is asked for twice", out.name)));
         }
-        if wants_binary(out.parameters.as_ref(), "binary_data") {
-            return Err(bad(format!(
-                "output {:?}: binary tensor data is not supported: this server answers JSON tensors only",
-                out.name
-            )));
-        }
-        selected.push(output);
+        let whose = format!("output {:?}", out.name);
+        let binary = flag(out.parameters.as_ref(), "binary_data", &whose)?.unwrap_or(all_binary);
+        selected.push((output, binary));
     }
     Ok(selected)
 }
 
 // ------------------------------------------------------------------ inputs
 
+/// The element types an input may have. Integers are read exactly and become the feature's
+/// value (INT64 and UINT64 above 2^53 are rounded to the nearest FP64).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Datatype {
+pub enum Datatype {
     Fp64,
     Fp32,
+    Int8,
+    Int16,
+    Int32,
+    Int64,
+    Uint8,
+    Uint16,
+    Uint32,
+    Uint64,
 }
 
-pub(super) fn datatype(input: &RequestInput) -> Result<Datatype, V2Error> {
-    match input.datatype.as_str() {
-        "FP64" => Ok(Datatype::Fp64),
-        "FP32" => Ok(Datatype::Fp32),
-        other => Err(bad(format!(
-            "input {:?} has datatype {other:?}; this model takes {}",
-            input.name,
-            INPUT_DATATYPES.join(" or ")
-        ))),
+impl Datatype {
+    pub const ALL: [Self; 10] = [
+        Self::Fp64,
+        Self::Fp32,
+        Self::Int8,
+        Self::Int16,
+        Self::Int32,
+        Self::Int64,
+        Self::Uint8,
+        Self::Uint16,
+        Self::Uint32,
+        Self::Uint64,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fp64 => "FP64",
+            Self::Fp32 => "FP32",
+            Self::Int8 => "INT8",
+            Self::Int16 => "INT16",
+            Self::Int32 => "INT32",
+            Self::Int64 => "INT64",
+            Self::Uint8 => "UINT8",
+            Self::Uint16 => "UINT16",
+            Self::Uint32 => "UINT32",
+            Self::Uint64 => "UINT64",
+        }
     }
+
+    /// Bytes per element in binary tensor data.
+    pub fn size(self) -> usize {
+        match self {
+            Self::Int8 | Self::Uint8 => 1,
+            Self::Int16 | Self::Uint16 => 2,
+            Self::Fp32 | Self::Int32 | Self::Uint32 => 4,
+            Self::Fp64 | Self::Int64 | Self::Uint64 => 8,
+        }
+    }
+
+    /// The smallest and largest integer of an integer type.
+    fn int_range(self) -> Option<(i128, i128)> {
+        match self {
+            Self::Fp64 | Self::Fp32 => None,
+            Self::Int8 => Some((i8::MIN.into(), i8::MAX.into())),
+            Self::Int16 => Some((i16::MIN.into(), i16::MAX.into())),
+            Self::Int32 => Some((i32::MIN.into(), i32::MAX.into())),
+            Self::Int64 => Some((i64::MIN.into(), i64::MAX.into())),
+            Self::Uint8 => Some((0, u8::MAX.into())),
+            Self::Uint16 => Some((0, u16::MAX.into())),
+            Self::Uint32 => Some((0, u32::MAX.into())),
+            Self::Uint64 => Some((0, u64::MAX.into())),
+        }
+    }
+
+    /// Every accepted name, space-separated (the model metadata's `input_datatypes`).
+    pub fn names() -> String {
+        Self::ALL.map(Self::name).join(" ")
+    }
+
+    /// One element of binary tensor data (`bytes.len() == self.size()`), little-endian.
+    fn decode(self, bytes: &[u8]) -> f64 {
+        let mut b = [0u8; 8];
+        b[..bytes.len()].copy_from_slice(bytes);
+        let [b0, b1, b2, b3, ..] = b;
+        match self {
+            Self::Fp64 => f64::from_le_bytes(b),
+            Self::Fp32 => f64::from(f32::from_le_bytes([b0, b1, b2, b3])),
+            Self::Int8 => f64::from(i8::from_le_bytes([b0])),
+            Self::Int16 => f64::from(i16::from_le_bytes([b0, b1])),
+            Self::Int32 => f64::from(i32::from_le_bytes([b0, b1, b2, b3])),
+            Self::Int64 => i64::from_le_bytes(b) as f64,
+            Self::Uint8 => f64::from(b0),
+            Self::Uint16 => f64::from(u16::from_le_bytes([b0, b1])),
+            Self::Uint32 => f64::from(u32::from_le_bytes([b0, b1, b2, b3])),
+            Self::Uint64 => u64::from_le_bytes(b) as f64,
+        }
+    }
+}
+
+/// Where an input's elements are.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// REST's JSON `data`, flat or nested.
+    Json(&'a Value),
+    /// Raw little-endian elements, row-major: REST's binary tensor data or gRPC's
+    /// `raw_input_contents`.
+    Binary(&'a [u8]),
+    /// gRPC's typed `contents`, already in the field the datatype names.
+    Fp64(&'a [f64]),
+    Fp32(&'a [f32]),
+    Int32(&'a [i32]),
+    Int64(&'a [i64]),
+    Uint32(&'a [u32]),
+    Uint64(&'a [u64]),
+}
+
+/// One input tensor, whatever the wire format.
+#[derive(Debug, Clone, Copy)]
+pub struct Tensor<'a> {
+    pub name: &'a str,
+    pub datatype: &'a str,
+    pub shape: &'a [u64],
+    pub source: Source<'a>,
+}
+
+pub(super) fn datatype(input: &Tensor) -> Result<Datatype, V2Error> {
+    Datatype::ALL
+        .into_iter()
+        .find(|d| d.name() == input.datatype)
+        .ok_or_else(|| {
+            bad(format!(
+                "input {:?} has datatype {:?}; this model takes {}",
+                input.name,
+                input.datatype,
+                Datatype::names()
+            ))
+        })
 }
 
 pub(super) fn shape_text<T: std::fmt::Display>(shape: &[T]) -> String {
@@ -146,30 +283,39 @@ pub(super) fn check_rows(rows: u64, max: usize) -> Result<usize, V2Error> {
     }
 }
 
-/// The tensor's elements in row-major order. `data` is flat (exactly as many elements as the
-/// shape holds) or nested exactly as the shape. Nothing is allocated by the shape's word: a
+/// The number of elements `shape` holds, if it can be counted.
+fn element_count(input: &Tensor, shape: &[usize]) -> Result<usize, V2Error> {
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| {
+            bad(format!(
+                "input {:?}: shape {} holds more elements than can be counted",
+                input.name,
+                shape_text(shape)
+            ))
+        })
+}
+
+/// The tensor's JSON elements in row-major order. `data` is flat (exactly as many elements as
+/// the shape holds) or nested exactly as the shape. Nothing is allocated by the shape's word: a
 /// shape that claims more than the data holds costs no more than the data.
 pub(super) fn elements<'a>(
-    input: &'a RequestInput,
+    input: &Tensor,
+    data: &'a Value,
     shape: &[usize],
 ) -> Result<Vec<&'a Value>, V2Error> {
-    let Some(total) = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) else {
-        return Err(bad(format!(
-            "input {:?}: shape {} holds more elements than can be counted",
-            input.name,
-            shape_text(shape)
-        )));
-    };
-    let Value::Array(items) = &input.data else {
+    let total = element_count(input, shape)?;
+    let Value::Array(items) = data else {
         return Err(bad(format!(
             "input {:?}: data must be an array of numbers, got {}",
             input.name,
-            kind_of(&input.data)
+            kind_of(data)
         )));
     };
     let mut out = Vec::with_capacity(items.len());
     if items.iter().any(Value::is_array) {
-        nested(input, &input.data, shape, &mut String::new(), &mut out)?;
+        nested(input, data, shape, &mut String::new(), &mut out)?;
     } else if items.len() == total {
         out.extend(items);
     } else {
@@ -184,7 +330,7 @@ pub(super) fn elements<'a>(
 }
 
 pub(super) fn nested<'a>(
-    input: &RequestInput,
+    input: &Tensor,
     value: &'a Value,
     shape: &[usize],
     at: &mut String,
@@ -223,12 +369,13 @@ pub(super) fn nested<'a>(
     }
 }
 
-/// One element as a feature value: a number, finite in its datatype, not negative.
-pub(super) fn feature_value(
-    input: &RequestInput,
+/// One JSON element as a number of its datatype: FP32 rounded to FP32 (and range-checked),
+/// integer types integers (or integral floats) within the type's range.
+fn json_number(
+    input: &Tensor,
     datatype: Datatype,
     value: &Value,
-    at: impl Fn() -> String,
+    at: &dyn Fn() -> String,
 ) -> Result<f64, V2Error> {
     let Value::Number(number) = value else {
         return Err(bad(format!(
@@ -238,7 +385,33 @@ pub(super) fn feature_value(
             kind_of(value)
         )));
     };
-    let mut v = number.as_f64().unwrap_or(f64::NAN);
+    if let Some((min, max)) = datatype.int_range() {
+        // An integral float (`3.0`, as some encoders write integers) is that integer.
+        let int = number
+            .as_i64()
+            .map(i128::from)
+            .or_else(|| number.as_u64().map(i128::from))
+            .or_else(|| {
+                let f = number.as_f64()?;
+                (f.fract() == 0.0 && f.abs() < 2f64.powi(64)).then_some(f as i128)
+            });
+        return match int {
+            Some(i) if (min..=max).contains(&i) => Ok(i as f64),
+            Some(i) => Err(bad(format!(
+                "input {:?}: {} is {i}, outside the range of {}",
+                input.name,
+                at(),
+                datatype.name()
+            ))),
+            None => Err(bad(format!(
+                "input {:?}: {} is {number}, but {} data must be integers",
+                input.name,
+                at(),
+                datatype.name()
+            ))),
+        };
+    }
+    let v = number.as_f64().unwrap_or(f64::NAN);
     if datatype == Datatype::Fp32 {
         let single = v as f32;
         if v.is_finite() && !single.is_finite() {
@@ -248,8 +421,13 @@ pub(super) fn feature_value(
                 at()
             )));
         }
-        v = f64::from(single);
+        return Ok(f64::from(single));
     }
+    Ok(v)
+}
+
+/// A feature value must be finite and not negative.
+fn check_feature(input: &Tensor, v: f64, at: &dyn Fn() -> String) -> Result<f64, V2Error> {
     if !v.is_finite() {
         return Err(bad(format!(
             "input {:?}: {} is not a finite number",
@@ -267,10 +445,118 @@ pub(super) fn feature_value(
     Ok(v)
 }
 
+/// A typed gRPC contents field: as many elements as the shape holds, each in the type's range.
+fn typed<T: Copy>(
+    input: &Tensor,
+    items: &[T],
+    total: usize,
+    field: &str,
+    convert: impl Fn(T) -> Option<f64>,
+) -> Result<Vec<f64>, V2Error> {
+    if items.len() != total {
+        return Err(bad(format!(
+            "input {:?}: shape {} holds {total} elements, but {field} has {}",
+            input.name,
+            shape_text(input.shape),
+            items.len()
+        )));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            convert(x).ok_or_else(|| {
+                bad(format!(
+                    "input {:?}: element {i} of {field} is outside the range of {}",
+                    input.name, input.datatype
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The tensor's elements, row-major, as numbers of its datatype (not yet checked as feature
+/// values). `at(i)` names element `i` in errors.
+fn numbers(
+    input: &Tensor,
+    datatype: Datatype,
+    shape: &[usize],
+    at: &dyn Fn(usize) -> String,
+) -> Result<Vec<f64>, V2Error> {
+    let in_range = |x: i128| {
+        let (min, max) = datatype.int_range()?;
+        (min..=max).contains(&x).then_some(x as f64)
+    };
+    let mismatch = |field: &str| {
+        bad(format!(
+            "input {:?} has datatype {} but its data is in {field}",
+            input.name,
+            datatype.name()
+        ))
+    };
+    let total = element_count(input, shape)?;
+    match input.source {
+        Source::Json(data) => elements(input, data, shape)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, value)| json_number(input, datatype, value, &|| at(i)))
+            .collect(),
+        Source::Binary(bytes) => {
+            let size = datatype.size();
+            let expected = total.checked_mul(size);
+            if expected != Some(bytes.len()) {
+                return Err(bad(format!(
+                    "input {:?}: shape {} of {} takes {} bytes, but its binary data has {}",
+                    input.name,
+                    shape_text(shape),
+                    datatype.name(),
+                    expected.map_or_else(|| "more".to_string(), |n| n.to_string()),
+                    bytes.len()
+                )));
+            }
+            Ok(bytes
+                .chunks_exact(size)
+                .map(|b| datatype.decode(b))
+                .collect())
+        }
+        Source::Fp64(items) if datatype == Datatype::Fp64 => {
+            typed(input, items, total, "fp64_contents", Some)
+        }
+        Source::Fp32(items) if datatype == Datatype::Fp32 => {
+            typed(input, items, total, "fp32_contents", |x| Some(f64::from(x)))
+        }
+        Source::Int32(items)
+            if matches!(datatype, Datatype::Int8 | Datatype::Int16 | Datatype::Int32) =>
+        {
+            typed(input, items, total, "int_contents", |x| in_range(x.into()))
+        }
+        Source::Int64(items) if datatype == Datatype::Int64 => {
+            typed(input, items, total, "int64_contents", |x| Some(x as f64))
+        }
+        Source::Uint32(items)
+            if matches!(
+                datatype,
+                Datatype::Uint8 | Datatype::Uint16 | Datatype::Uint32
+            ) =>
+        {
+            typed(input, items, total, "uint_contents", |x| in_range(x.into()))
+        }
+        Source::Uint64(items) if datatype == Datatype::Uint64 => {
+            typed(input, items, total, "uint64_contents", |x| Some(x as f64))
+        }
+        Source::Fp64(_) => Err(mismatch("fp64_contents")),
+        Source::Fp32(_) => Err(mismatch("fp32_contents")),
+        Source::Int32(_) => Err(mismatch("int_contents")),
+        Source::Int64(_) => Err(mismatch("int64_contents")),
+        Source::Uint32(_) => Err(mismatch("uint_contents")),
+        Source::Uint64(_) => Err(mismatch("uint64_contents")),
+    }
+}
+
 /// Reads the request's inputs into rows of the model's features, one after another.
-pub(super) fn read_inputs(
+pub fn read_inputs(
     features: &[String],
-    inputs: &[RequestInput],
+    inputs: &[Tensor],
     max_rows: usize,
 ) -> Result<Vec<f64>, V2Error> {
     if inputs.is_empty() {
@@ -293,52 +579,49 @@ pub(super) fn read_inputs(
 /// The `[N, width]` layout.
 pub(super) fn read_matrix(
     features: &[String],
-    input: &RequestInput,
+    input: &Tensor,
     max_rows: usize,
 ) -> Result<Vec<f64>, V2Error> {
     let width = features.len();
     let datatype = datatype(input)?;
-    let [rows, columns] = input.shape[..] else {
-        return Err(bad(format!(
+    let wrong_shape = || {
+        bad(format!(
             "input {:?} has shape {}; it must be [N, {width}], N rows of: {}",
             input.name,
-            shape_text(&input.shape),
+            shape_text(input.shape),
             features.join(", ")
-        )));
+        ))
+    };
+    let [rows, columns] = input.shape[..] else {
+        return Err(wrong_shape());
     };
     if columns != width as u64 {
-        return Err(bad(format!(
-            "input {:?} has shape {}; it must be [N, {width}], N rows of: {}",
-            input.name,
-            shape_text(&input.shape),
-            features.join(", ")
-        )));
+        return Err(wrong_shape());
     }
     let rows = check_rows(rows, max_rows)?;
-    elements(input, &[rows, width])?
-        .into_iter()
-        .enumerate()
-        .map(|(i, value)| {
-            feature_value(input, datatype, value, || {
-                format!(
-                    "row {}, column {} ({})",
-                    i / width,
-                    i % width,
-                    features[i % width]
-                )
-            })
-        })
-        .collect()
+    let at = |i: usize| {
+        format!(
+            "row {}, column {} ({})",
+            i / width,
+            i % width,
+            features[i % width]
+        )
+    };
+    let mut values = numbers(input, datatype, &[rows, width], &at)?;
+    for (i, v) in values.iter_mut().enumerate() {
+        *v = check_feature(input, *v, &|| at(i))?;
+    }
+    Ok(values)
 }
 
 /// The one-tensor-per-feature layout: every feature once, each `[N]` or `[N, 1]`, one N.
 pub(super) fn read_columns(
     features: &[String],
-    inputs: &[RequestInput],
+    inputs: &[Tensor],
     max_rows: usize,
 ) -> Result<Vec<f64>, V2Error> {
     let width = features.len();
-    let mut columns: Vec<Option<(&RequestInput, Datatype)>> = vec![None; width];
+    let mut columns: Vec<Option<(&Tensor, Datatype)>> = vec![None; width];
     let mut rows: Option<(u64, &str)> = None;
     for input in inputs {
         let Some(j) = features.iter().position(|f| *f == input.name) else {
@@ -358,7 +641,7 @@ pub(super) fn read_columns(
                 return Err(bad(format!(
                     "input {:?} has shape {}; a feature's tensor must be [N] or [N, 1]",
                     input.name,
-                    shape_text(&input.shape)
+                    shape_text(input.shape)
                 )));
             }
         };
@@ -370,7 +653,7 @@ pub(super) fn read_columns(
                 )));
             }
             Some(_) => {}
-            None => rows = Some((n, &input.name)),
+            None => rows = Some((n, input.name)),
         }
         columns[j] = Some((input, datatype));
     }
@@ -390,6 +673,7 @@ pub(super) fn read_columns(
     let rows = check_rows(rows.map_or(0, |(n, _)| n), max_rows)?;
     // Every column is present (checked above); its data is checked against N before the rows
     // are allocated.
+    let at = |r: usize| format!("row {r}");
     let mut cells = Vec::with_capacity(width);
     for (input, datatype) in columns.into_iter().flatten() {
         let shape: &[usize] = if input.shape.len() == 2 {
@@ -397,12 +681,12 @@ pub(super) fn read_columns(
         } else {
             &[rows]
         };
-        cells.push((input, datatype, elements(input, shape)?));
+        cells.push((input, numbers(input, datatype, shape, &at)?));
     }
     let mut values = vec![0.0; rows * width];
-    for (j, (input, datatype, column)) in cells.into_iter().enumerate() {
+    for (j, (input, column)) in cells.into_iter().enumerate() {
         for (r, value) in column.into_iter().enumerate() {
-            values[r * width + j] = feature_value(input, datatype, value, || format!("row {r}"))?;
+            values[r * width + j] = check_feature(input, value, &|| at(r))?;
         }
     }
     Ok(values)
@@ -418,8 +702,25 @@ mod tests {
             shape: shape.to_vec(),
             datatype: datatype.to_string(),
             parameters: None,
-            data,
+            data: Some(data),
         }
+    }
+
+    fn read_inputs(
+        features: &[String],
+        inputs: &[RequestInput],
+        max_rows: usize,
+    ) -> Result<Vec<f64>, V2Error> {
+        let tensors: Vec<Tensor> = inputs
+            .iter()
+            .map(|i| Tensor {
+                name: &i.name,
+                datatype: &i.datatype,
+                shape: &i.shape,
+                source: Source::Json(i.data.as_ref().unwrap()),
+            })
+            .collect();
+        super::read_inputs(features, &tensors, max_rows)
     }
 
     fn features() -> Vec<String> {

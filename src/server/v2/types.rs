@@ -30,7 +30,7 @@ pub struct ServerMetadata {
     pub name: String,
     /// The ml-serving version.
     pub version: String,
-    /// Protocol extensions supported: none.
+    /// Protocol extensions supported: `binary_tensor_data`.
     pub extensions: Vec<String>,
 }
 
@@ -87,13 +87,18 @@ pub struct RequestInput {
     /// `[N]` or `[N, 1]` for a feature, `[N, width]` for `input-0`.
     #[serde(deserialize_with = "shape")]
     pub shape: Vec<u64>,
-    /// `FP64` or `FP32`.
+    /// `FP64`, `FP32`, or an integer type: `INT8` to `INT64`, `UINT8` to `UINT64`.
     pub datatype: String,
+    /// `binary_data_size`: the input's bytes in the binary part of the body (binary tensor
+    /// data extension, with `Inference-Header-Content-Length`); then there is no `data`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub parameters: Option<serde_json::Map<String, Value>>,
-    /// The elements in row-major order: flat, or nested as the shape.
-    pub data: Value,
+    /// The elements in row-major order: flat, or nested as the shape. Required unless the
+    /// input is binary (`parameters.binary_data_size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub data: Option<Value>,
 }
 
 /// A shape: integers ≥ 0, with an error that says it is the shape that is wrong.
@@ -124,6 +129,7 @@ pub(super) fn shape<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, 
 pub struct RequestOutput {
     /// `predict`, `label`, `logistic_vote`, `tree_vote` or `svm_vote`.
     pub name: String,
+    /// `binary_data`: `true` answers this output as binary tensor data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub parameters: Option<serde_json::Map<String, Value>>,
@@ -136,9 +142,13 @@ pub struct InferenceRequest {
     /// Echoed in the response.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// `binary_data_output`: `true` answers every output as binary tensor data (unless the
+    /// output says otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub parameters: Option<serde_json::Map<String, Value>>,
+    /// One tensor `input-0` of shape `[N, width]`, or one tensor per feature.
+    #[schema(min_items = 1)]
     pub inputs: Vec<RequestInput>,
     /// The outputs wanted, in this order; absent (or empty): all of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,7 +169,12 @@ pub struct ResponseOutput {
     pub name: String,
     pub datatype: String,
     pub shape: Vec<u64>,
-    pub data: TensorData,
+    /// `binary_data_size` when the output is binary tensor data (then there is no `data`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<serde_json::Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<TensorData>,
 }
 
 /// The answer of `POST /v2/models/{name}/infer`.
