@@ -7,6 +7,7 @@ pub mod client;
 pub mod dataset;
 pub mod evaluate;
 pub mod features;
+pub mod onnx;
 pub mod pipeline;
 pub mod score;
 pub mod server;
