@@ -4,7 +4,7 @@
 use super::proto::{self, tensor_proto::DataType};
 
 /// The most elements one tensor may hold (a constant in the file or a value while evaluating).
-pub const MAX_ELEMENTS: usize = 1 << 27;
+pub const MAX_ELEMENTS: usize = 1 << 24;
 /// The most dimensions a tensor may have.
 pub const MAX_RANK: usize = 8;
 

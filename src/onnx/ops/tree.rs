@@ -163,7 +163,20 @@ impl Forest {
             .enumerate()
             .map(|(t, r)| r.ok_or_else(|| format!("tree {} has no root (a cycle)", tree_order[t])))
             .collect::<Result<_, _>>()?;
-        // No node is reached twice from its root, so every walk ends at a leaf.
+        // The root is the tree's first node (onnxruntime starts there), no node is reached twice
+        // (so every walk ends at a leaf) and every node is reached.
+        let mut first_of_tree = vec![None; tree_order.len()];
+        for (i, t) in tree_ids.iter().enumerate() {
+            first_of_tree[tree_seen[t]].get_or_insert(i as u32);
+        }
+        for (t, (&root, first)) in roots.iter().zip(&first_of_tree).enumerate() {
+            if Some(root) != *first {
+                return Err(format!(
+                    "tree {}: its root (node {}) is not its first node",
+                    tree_order[t], node_ids[root as usize]
+                ));
+            }
+        }
         let mut visited = vec![false; n];
         for &root in &roots {
             let mut stack = vec![root];
@@ -180,6 +193,12 @@ impl Forest {
                     stack.push(node.on_false);
                 }
             }
+        }
+        if let Some(i) = visited.iter().position(|v| !v) {
+            return Err(format!(
+                "node {} of tree {} is not reachable from the tree's root",
+                node_ids[i], tree_ids[i]
+            ));
         }
         // Leaf weights, grouped per leaf in their order.
         let w_trees = attrs.ints_or_empty(&format!("{prefix}_treeids"))?;
