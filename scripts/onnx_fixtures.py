@@ -4,6 +4,8 @@ Run by scripts/onnx-fixtures (which pins the versions); writes into the folder g
   data_<set>.json   the input rows of one data set (float32 values, null for a missing value)
   <model>.onnx      the export, with the converter's default options or with zipmap=False
   <model>.ort.json  which data set it reads and every output onnxruntime gave for all its rows
+  <model>.json      for a few models, the sidecar the serving side reads (docs/onnx.md), with
+                    sample rows and the answers scikit-learn gave for them
 Tree ensembles are kept small (few trees, shallow) so that the committed folder stays small.
 """
 
@@ -25,6 +27,7 @@ from sklearn.base import is_classifier
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
     AdaBoostClassifier,
+    VotingClassifier,
     ExtraTreesClassifier,
     ExtraTreesRegressor,
     GradientBoostingClassifier,
@@ -38,11 +41,20 @@ from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import MinMaxScaler, Normalizer, OneHotEncoder, StandardScaler
+from sklearn.preprocessing import (
+    Binarizer,
+    MaxAbsScaler,
+    MinMaxScaler,
+    Normalizer,
+    OneHotEncoder,
+    RobustScaler,
+    StandardScaler,
+)
 from sklearn.svm import SVC, SVR
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 warnings.filterwarnings("ignore")
+ort.set_default_logger_severity(3)  # not the shape warnings of the LightGBM exports
 OUT = Path(sys.argv[1])
 SEED = 0
 
@@ -87,6 +99,7 @@ def load_sets():
 def record(name, onx, data, x, reference):
     """Saves the model and onnxruntime's outputs for every row of x."""
     path = OUT / f"{name}.onnx"
+    onx.graph.name = name  # onnxmltools names graphs with a random UUID
     path.write_bytes(onx.SerializeToString())
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
@@ -130,13 +143,40 @@ def record(name, onx, data, x, reference):
     print(f"{name}: {path.stat().st_size} bytes, {len(ops)} operator kinds{agree}", flush=True)
 
 
+def sidecar(name, data, sets, model, feature_names, rows, classes=None):
+    """Writes <name>.json: the model's identity and scikit-learn's answers on the given rows."""
+    x, _ = sets[data]
+    answers = model.predict(x[rows])
+    samples = []
+    for r, a in zip(rows, answers):
+        sample = {"features": [f32(v) for v in x[r]]}
+        if classes is None:
+            sample["value"] = float(a)
+        else:
+            sample["label"] = a.item() if hasattr(a, "item") else a
+        samples.append(sample)
+    doc = {"name": name.replace("_", "-"), "version": "1", "feature_names": list(feature_names), "samples": samples}
+    if classes is not None:
+        doc["class_labels"] = [c.item() if hasattr(c, "item") else c for c in classes]
+    (OUT / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
+
+
 def final_step(model):
     return model.steps[-1][1] if hasattr(model, "steps") else model
+
+
+sk_models = {}
+
+
+def ort_session_labels(name, x):
+    sess = ort.InferenceSession(str(OUT / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
 
 
 def sk(name, model, data, sets, zipmap=True, double=False):
     """A scikit-learn model (or pipeline) through skl2onnx, default options and zipmap=False."""
     x, y = sets[data]
+    sk_models[name] = model
     model.fit(x.astype(np.float64) if double else x, y)
     reference = model.predict(x.astype(np.float64) if double else x)
     if double:
@@ -174,6 +214,9 @@ def main():
         ("cat", OneHotEncoder(handle_unknown="ignore"), [4]),
     ])
     sk("onehot_logreg_iris", make_pipeline(onehot, LogisticRegression(max_iter=500)), "iris_cat", s)
+    sk("binarizer_logreg_cancer", make_pipeline(StandardScaler(), Binarizer(), LogisticRegression()), "cancer", s)
+    sk("robust_logreg_wine", make_pipeline(RobustScaler(), LogisticRegression(max_iter=2000)), "wine", s)
+    sk("maxabs_ridge_diabetes", make_pipeline(MaxAbsScaler(), Ridge()), "diabetes", s)
     sk("linreg_diabetes", LinearRegression(), "diabetes", s)
     sk("linreg_diabetes_double", LinearRegression(), "diabetes", s, double=True)
     sk("ridge_diabetes", make_pipeline(StandardScaler(), Ridge()), "diabetes", s)
@@ -209,6 +252,25 @@ def main():
     sk("knn_cancer", make_pipeline(StandardScaler(), KNeighborsClassifier()), "cancer", s)
     sk("gnb_wine", GaussianNB(), "wine", s)
     sk("gnb_cancer", GaussianNB(), "cancer", s)
+    # The tutorial's pipeline: a hard vote of logistic regression, SVC and a tree. skl2onnx's
+    # export disagrees with scikit-learn on some rows; its sidecar lists them, so that loading
+    # it with the sidecar fails (tests/onnx_sidecar.rs).
+    voting = make_pipeline(SimpleImputer(), MinMaxScaler(), VotingClassifier([
+        ("lr", LogisticRegression()),
+        ("svc", SVC()),
+        ("tree", DecisionTreeClassifier(random_state=SEED)),
+    ], voting="hard", flatten_transform=False))
+    sk("voting_cancer", voting, "cancer", s)
+    x, _ = s["cancer"]
+    ort_labels = ort_session_labels("voting_cancer_nozipmap", x)
+    disagree = [int(i) for i in np.flatnonzero(ort_labels != voting.predict(x))]
+    print(f"voting_cancer: onnxruntime disagrees with scikit-learn on {len(disagree)} rows", flush=True)
+    names = datasets.load_breast_cancer().feature_names
+    sidecar("voting_cancer", "cancer", s, voting, names, list(range(5)) + disagree, voting.classes_)
+    sidecar("logreg_cancer", "cancer", s, sk_models["logreg_cancer"], names, list(range(0, 569, 19)),
+            sk_models["logreg_cancer"].classes_)
+    sidecar("linreg_diabetes", "diabetes", s, sk_models["linreg_diabetes"], datasets.load_diabetes().feature_names,
+            list(range(0, 442, 17)))
     # XGBoost and LightGBM through onnxmltools.
     xgb = {"n_estimators": 20, "max_depth": 3, "random_state": SEED}
     ml("xgb_cancer", xgboost.XGBClassifier(**xgb), "cancer", s, onnxmltools.convert_xgboost, zipmap=False)
