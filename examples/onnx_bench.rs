@@ -15,7 +15,10 @@ use ml_serving::onnx::OnnxModel;
 
 fn rss_kib() -> Result<u64> {
     let status = std::fs::read_to_string("/proc/self/status")?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
     Ok(line.split_whitespace().nth(1).context("VmRSS")?.parse()?)
 }
 
@@ -49,17 +52,25 @@ fn main() -> Result<()> {
         drop(model);
         return Ok(());
     }
-    if args.is_empty() || args.len() % 2 != 0 {
-        bail!("usage: onnx_bench MODEL.onnx DATA.json [MODEL.onnx DATA.json ...] | --rss MODEL.onnx");
+    if args.is_empty() || !args.len().is_multiple_of(2) {
+        bail!(
+            "usage: onnx_bench MODEL.onnx DATA.json [MODEL.onnx DATA.json ...] | --rss MODEL.onnx"
+        );
     }
     for pair in args.chunks(2) {
         let (model_path, data_path) = (Path::new(&pair[0]), Path::new(&pair[1]));
         let start = Instant::now();
-        let model = OnnxModel::load(model_path).with_context(|| format!("loading {}", model_path.display()))?;
+        let model = OnnxModel::load(model_path)
+            .with_context(|| format!("loading {}", model_path.display()))?;
         let load = start.elapsed();
         let (width, rows) = read_rows(data_path)?;
         if width != model.input().width {
-            bail!("{} takes {} features, {} has {width}", model_path.display(), model.input().width, data_path.display());
+            bail!(
+                "{} takes {} features, {} has {width}",
+                model_path.display(),
+                model.input().width,
+                data_path.display()
+            );
         }
         let n = rows.len() / width;
         for r in 0..n {

@@ -6,19 +6,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use ml_serving::onnx::{Data, Labels, OnnxError, OnnxModel, Value};
+use ml_serving::onnx::{Data, Labels, OnnxModel, Value};
 use serde_json::Value as Json;
 
 const ATOL: f64 = 1e-6;
 const RTOL: f64 = 1e-5;
-
-/// Fixtures whose export we refuse at load, and the operator the error must name.
-const REFUSED: &[(&str, &str)] = &[
-    ("knn_cancer", "Scan"),
-    ("knn_cancer_nozipmap", "Scan"),
-    ("knn_iris_str", "Scan"),
-    ("knn_iris_str_nozipmap", "Scan"),
-];
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx")
@@ -145,7 +137,7 @@ fn every_fixture_matches_onnxruntime_on_every_row() {
         .collect();
     expected_files.sort();
     assert!(
-        expected_files.len() >= 70,
+        expected_files.len() >= 79,
         "only {} fixtures found",
         expected_files.len()
     );
@@ -159,15 +151,6 @@ fn every_fixture_matches_onnxruntime_on_every_row() {
             .trim_end_matches(".ort.json")
             .to_owned();
         let model = OnnxModel::load(&dir().join(format!("{name}.onnx")));
-        if let Some((_, op)) = REFUSED.iter().find(|(n, _)| *n == name) {
-            match model {
-                Err(OnnxError::UnsupportedOperator { op: got, .. }) if got == *op => {}
-                other => failures.push(format!(
-                    "{name}: expected refusal naming {op}, got {other:?}"
-                )),
-            }
-            continue;
-        }
         let model = match model {
             Ok(m) => m,
             Err(e) => {
@@ -219,10 +202,7 @@ fn every_fixture_matches_onnxruntime_on_every_row() {
             passed += 1;
         }
     }
-    println!(
-        "{passed} fixtures agree with onnxruntime on every row; {} refused as expected",
-        REFUSED.len()
-    );
+    println!("{passed} fixtures agree with onnxruntime on every row");
     assert!(
         failures.is_empty(),
         "{} failures:\n{}",

@@ -3,6 +3,7 @@
 //! Rust. `docs/onnx.md` lists the operators and the sidecar format.
 
 mod attr;
+mod graph;
 mod model;
 pub mod ops;
 pub mod proto;

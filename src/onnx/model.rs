@@ -7,9 +7,10 @@ use std::path::Path;
 use prost::Message;
 
 use super::OnnxError;
-use super::ops::{self, CompileError, DOMAIN_ML, DOMAIN_STANDARD, MapRows, Op, Value};
+use super::graph::{Graph, Opsets};
+use super::ops::{DOMAIN_ML, DOMAIN_STANDARD, MapRows, Value};
 use super::proto::{self, type_proto};
-use super::tensor::{self, Data, ElemType, MAX_ELEMENTS, Tensor};
+use super::tensor::{Data, ElemType, MAX_ELEMENTS, Tensor};
 
 /// The largest model file we read.
 pub const MAX_MODEL_BYTES: u64 = 256 << 20;
@@ -72,36 +73,14 @@ pub struct Outputs {
     pub values: Vec<Value>,
 }
 
-#[derive(Debug)]
-struct Node {
-    name: String,
-    op_type: String,
-    op: Op,
-    inputs: Vec<Option<usize>>,
-    outputs: Vec<Option<usize>>,
-    /// Slots no later node reads, dropped once this node has run.
-    frees: Vec<usize>,
-}
-
 /// A loaded, checked ONNX model.
 #[derive(Debug)]
 pub struct OnnxModel {
     input: InputInfo,
-    input_slot: usize,
     outputs: Vec<OutputInfo>,
-    output_slots: Vec<usize>,
-    /// Constant values (initializers) by slot; `None` for computed slots.
-    consts: Vec<Option<Value>>,
-    nodes: Vec<Node>,
+    graph: Graph,
     metadata: Metadata,
     operators: Vec<String>,
-}
-
-fn node_label(n: &proto::NodeProto, index: usize) -> String {
-    match n.name.as_deref() {
-        Some(name) if !name.is_empty() => name.to_owned(),
-        _ => format!("#{index}"),
-    }
 }
 
 fn elem_of(code: Option<i32>) -> Result<ElemType, String> {
@@ -153,139 +132,20 @@ impl OnnxModel {
         let graph = model
             .graph
             .ok_or(OnnxError::Graph("the model has no graph".into()))?;
-        let mut slots: HashMap<String, usize> = HashMap::new();
-        let mut consts: Vec<Option<Value>> = Vec::new();
-        let define =
-            |slots: &mut HashMap<String, usize>, consts: &mut Vec<Option<Value>>, name: &str| {
-                if slots.contains_key(name) {
-                    return Err(OnnxError::Graph(format!(
-                        "the value {name:?} is defined twice"
-                    )));
-                }
-                slots.insert(name.to_owned(), consts.len());
-                consts.push(None);
-                Ok(consts.len() - 1)
-            };
-        if !graph.sparse_initializer.is_empty() {
-            return Err(OnnxError::Graph(
-                "sparse initializers are not supported".into(),
-            ));
-        }
-        for init in &graph.initializer {
-            let name = init.name.clone().unwrap_or_default();
-            let t = tensor::from_proto(init).map_err(|source| OnnxError::Tensor {
-                name: name.clone(),
-                source,
-            })?;
-            let slot = define(&mut slots, &mut consts, &name)?;
-            consts[slot] = Some(Value::Tensor(t));
-        }
-        let input = check_input(&graph, &slots)?;
-        let input_slot = define(&mut slots, &mut consts, &input.name)?;
-
-        let mut nodes = Vec::with_capacity(graph.node.len());
-        let mut operators: Vec<String> = Vec::new();
-        for (index, n) in graph.node.iter().enumerate() {
-            let name = node_label(n, index);
-            let op_type = n.op_type.clone().unwrap_or_default();
-            let domain = match n.domain.as_deref() {
-                None | Some("") | Some("ai.onnx") => DOMAIN_STANDARD,
-                Some(d) => d,
-            };
-            let opset = *opsets
-                .get(domain)
-                .ok_or_else(|| OnnxError::UnsupportedOperator {
-                    op: op_type.clone(),
-                    domain: domain.to_owned(),
-                    node: name.clone(),
-                    supported: supported_list(),
-                })?;
-            let op = Op::compile(n, domain, opset).map_err(|e| match e {
-                CompileError::Unsupported => OnnxError::UnsupportedOperator {
-                    op: op_type.clone(),
-                    domain: domain.to_owned(),
-                    node: name.clone(),
-                    supported: supported_list(),
-                },
-                CompileError::Invalid(problem) => OnnxError::InvalidNode {
-                    op: op_type.clone(),
-                    node: name.clone(),
-                    problem,
-                },
-            })?;
-            let inputs = n
-                .input
-                .iter()
-                .map(|i| {
-                    if i.is_empty() {
-                        return Ok(None);
-                    }
-                    slots
-                        .get(i)
-                        .copied()
-                        .map(Some)
-                        .ok_or_else(|| OnnxError::InvalidNode {
-                            op: op_type.clone(),
-                            node: name.clone(),
-                            problem: format!(
-                                "reads {i:?}, which no earlier node, initializer or input defines"
-                            ),
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let outputs = n
-                .output
-                .iter()
-                .map(|o| {
-                    if o.is_empty() {
-                        Ok(None)
-                    } else {
-                        define(&mut slots, &mut consts, o).map(Some)
-                    }
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let qualified = if domain == DOMAIN_STANDARD {
-                op_type.clone()
-            } else {
-                format!("{domain}:{op_type}")
-            };
-            if !operators.contains(&qualified) {
-                operators.push(qualified);
-            }
-            nodes.push(Node {
-                name,
-                op_type,
-                op,
-                inputs,
-                outputs,
-                frees: Vec::new(),
-            });
-        }
-        let output_slots = graph
-            .output
+        let initializers: std::collections::HashSet<&str> = graph
+            .initializer
             .iter()
-            .map(|o| {
-                let name = o.name.clone().unwrap_or_default();
-                slots.get(&name).copied().ok_or_else(|| {
-                    OnnxError::Graph(format!("the output {name:?} is never computed"))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if output_slots.is_empty() {
-            return Err(OnnxError::Graph("the graph has no outputs".into()));
-        }
-        // Free each computed value after its last reader, unless it is an output.
-        let mut last_use: HashMap<usize, usize> = HashMap::new();
-        for (k, node) in nodes.iter().enumerate() {
-            for s in node.inputs.iter().flatten() {
-                last_use.insert(*s, k);
-            }
-        }
-        for (slot, k) in last_use {
-            if consts[slot].is_none() && !output_slots.contains(&slot) {
-                nodes[k].frees.push(slot);
-            }
-        }
+            .map(|i| i.name.as_deref().unwrap_or(""))
+            .collect();
+        let input = check_input(&graph, &initializers)?;
+        let mut operators = Vec::new();
+        let compiled = Graph::compile(
+            &graph,
+            std::slice::from_ref(&input.name),
+            &opsets,
+            &mut operators,
+            0,
+        )?;
         let metadata = Metadata {
             producer_name: model.producer_name.unwrap_or_default(),
             producer_version: model.producer_version.unwrap_or_default(),
@@ -299,11 +159,8 @@ impl OnnxModel {
         };
         let mut model = OnnxModel {
             input,
-            input_slot,
             outputs: Vec::new(),
-            output_slots,
-            consts,
-            nodes,
+            graph: compiled,
             metadata,
             operators,
         };
@@ -435,61 +292,13 @@ impl OnnxModel {
     }
 
     fn run(&self, input: Tensor) -> Result<Outputs, OnnxError> {
-        let mut slots: Vec<Option<Value>> = vec![None; self.consts.len()];
-        slots[self.input_slot] = Some(Value::Tensor(input));
-        for node in &self.nodes {
-            let outs = {
-                let ins: Vec<Option<&Value>> = node
-                    .inputs
-                    .iter()
-                    .map(|s| s.and_then(|s| self.consts[s].as_ref().or(slots[s].as_ref())))
-                    .collect();
-                node.op.run(&ins).map_err(|problem| OnnxError::Eval {
-                    op: node.op_type.clone(),
-                    node: node.name.clone(),
-                    problem,
-                })?
-            };
-            if outs.len() < node.outputs.iter().flatten().count() {
-                return Err(OnnxError::Eval {
-                    op: node.op_type.clone(),
-                    node: node.name.clone(),
-                    problem: "produced fewer outputs than the node names".into(),
-                });
-            }
-            for (slot, value) in node.outputs.iter().zip(outs) {
-                if let Some(slot) = slot {
-                    slots[*slot] = Some(value);
-                }
-            }
-            for &s in &node.frees {
-                slots[s] = None;
-            }
-        }
-        let values = self
-            .output_slots
-            .iter()
-            .map(|&s| match &self.consts[s] {
-                Some(v) => Ok(v.clone()),
-                None => slots[s]
-                    .take()
-                    .ok_or_else(|| OnnxError::Graph("an output was not computed".into())),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let values = self.graph.run(vec![Value::Tensor(input)])?;
         Ok(Outputs { values })
     }
 }
 
-fn supported_list() -> String {
-    format!(
-        "{} (ai.onnx.ml) and {} (ai.onnx)",
-        ops::ML_OPS.join(", "),
-        ops::STANDARD_OPS.join(", ")
-    )
-}
-
 /// The opset of each domain the model imports, checked against what we implement.
-fn opsets(model: &proto::ModelProto) -> Result<HashMap<&'static str, i64>, OnnxError> {
+fn opsets(model: &proto::ModelProto) -> Result<Opsets, OnnxError> {
     let mut map = HashMap::new();
     for o in &model.opset_import {
         let version = o.version.unwrap_or(0);
@@ -523,12 +332,12 @@ fn opsets(model: &proto::ModelProto) -> Result<HashMap<&'static str, i64>, OnnxE
 /// dynamic first dimension and a fixed width.
 fn check_input(
     graph: &proto::GraphProto,
-    initializers: &HashMap<String, usize>,
+    initializers: &std::collections::HashSet<&str>,
 ) -> Result<InputInfo, OnnxError> {
     let real: Vec<&proto::ValueInfoProto> = graph
         .input
         .iter()
-        .filter(|i| !initializers.contains_key(i.name.as_deref().unwrap_or("")))
+        .filter(|i| !initializers.contains(i.name.as_deref().unwrap_or("")))
         .collect();
     let [input] = real.as_slice() else {
         let names: Vec<&str> = real

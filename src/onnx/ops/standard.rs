@@ -48,6 +48,7 @@ pub enum Reduce {
     Max,
     Min,
     LogSumExp,
+    SumSquare,
 }
 
 /// Where an operator's axes come from.
@@ -118,6 +119,11 @@ pub enum StandardOp {
         min: Option<f32>,
         max: Option<f32>,
         from_inputs: bool,
+    },
+    TopK {
+        k: Option<i64>,
+        axis: i64,
+        largest: bool,
     },
 }
 
@@ -302,6 +308,26 @@ impl StandardOp {
             "ReduceMax" => reduce(Reduce::Max, 18)?,
             "ReduceMin" => reduce(Reduce::Min, 18)?,
             "ReduceLogSumExp" => reduce(Reduce::LogSumExp, 18)?,
+            "ReduceSumSquare" => reduce(Reduce::SumSquare, 18)?,
+            "TopK" => {
+                if opset >= 10 {
+                    arity(n_in, 2, 2, n_out, 2)?;
+                } else {
+                    arity(n_in, 1, 1, n_out, 2)?;
+                }
+                if attrs.int_or("sorted", 1)? == 0 {
+                    return Err("TopK with sorted=0 is not supported".into());
+                }
+                StandardOp::TopK {
+                    k: if opset >= 10 {
+                        None
+                    } else {
+                        Some(attrs.int("k")?.ok_or("needs the attribute \"k\"")?)
+                    },
+                    axis: attrs.int_or("axis", -1)?,
+                    largest: attrs.int_or("largest", 1)? != 0,
+                }
+            }
             "Softmax" => {
                 arity(n_in, 1, 1, n_out, 1)?;
                 let legacy = opset < 13;
@@ -519,6 +545,17 @@ impl StandardOp {
                 } else {
                     reduce(x, *kind, &axes, *keep_dims)?
                 }
+            }
+            StandardOp::TopK { k, axis, largest } => {
+                let k = match k {
+                    Some(k) => *k,
+                    None => *tensor_input(inputs, 1)?
+                        .as_i64s()
+                        .ok_or("K must be int64")?
+                        .first()
+                        .ok_or("K is empty")?,
+                };
+                return top_k(tensor_input(inputs, 0)?, k, *axis, *largest);
             }
             StandardOp::Softmax { axis, legacy } => {
                 softmax(tensor_input(inputs, 0)?, *axis, *legacy)?
@@ -1282,6 +1319,7 @@ fn reduce(x: &Tensor, kind: Reduce, axes: &[i64], keep: bool) -> Result<Tensor, 
                 let items = (0..len).map(|j| v[(o * len + j) * inner + i]);
                 let r = match kind {
                     Reduce::Sum => fold(items, 0.0, |s, e| s + e, is_f64),
+                    Reduce::SumSquare => fold(items, 0.0, |s, e| s + e * e, is_f64),
                     Reduce::Mean => fold(items, 0.0, |s, e| s + e, is_f64) / len as f64,
                     Reduce::Max => items.fold(f64::NEG_INFINITY, f64::max),
                     Reduce::Min => items.fold(f64::INFINITY, f64::min),
@@ -1376,4 +1414,48 @@ fn softmax(x: &Tensor, axis: i64, legacy: bool) -> Result<Tensor, String> {
         }
     };
     Ok(Tensor::new(x.shape.clone(), data))
+}
+
+/// The k largest (or smallest) values along an axis and their indices; equal values keep the
+/// lower index first.
+fn top_k(x: &Tensor, k: i64, axis: i64, largest: bool) -> Result<Vec<Value>, String> {
+    let a = norm_axis(axis, x.shape.len())?;
+    let (outer, len, inner) = around(&x.shape, a);
+    let k = usize::try_from(k)
+        .ok()
+        .filter(|&k| k <= len)
+        .ok_or_else(|| format!("K={k} is outside 0..={len}"))?;
+    let v = to_f64s(x)?;
+    let mut order: Vec<usize> = Vec::with_capacity(len);
+    let mut positions = vec![0usize; outer * k * inner];
+    for o in 0..outer {
+        for i in 0..inner {
+            order.clear();
+            order.extend(0..len);
+            let at = |j: usize| v[(o * len + j) * inner + i];
+            order.sort_by(|&p, &q| {
+                let c = at(p)
+                    .partial_cmp(&at(q))
+                    .unwrap_or(std::cmp::Ordering::Equal);
+                (if largest { c.reverse() } else { c }).then(p.cmp(&q))
+            });
+            for (r, &j) in order[..k].iter().enumerate() {
+                positions[(o * k + r) * inner + i] = j;
+            }
+        }
+    }
+    let idx: Vec<usize> = positions
+        .iter()
+        .enumerate()
+        .map(|(n, &j)| (n / (k * inner) * len + j) * inner + n % inner)
+        .collect();
+    let mut shape = x.shape.clone();
+    shape[a] = k;
+    Ok(vec![
+        Value::Tensor(Tensor::new(shape.clone(), take(&x.data, &idx))),
+        Value::Tensor(Tensor::new(
+            shape,
+            Data::I64(positions.iter().map(|&j| j as i64).collect()),
+        )),
+    ])
 }
