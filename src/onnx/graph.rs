@@ -15,6 +15,8 @@ pub type Opsets = HashMap<&'static str, i64>;
 
 /// How deeply Scan bodies may nest.
 const MAX_DEPTH: usize = 4;
+/// The most steps one Scan may take.
+const MAX_SCAN_STEPS: usize = 1 << 20;
 
 #[derive(Debug)]
 enum NodeOp {
@@ -370,6 +372,11 @@ impl Scan {
             .shape
             .first()
             .ok_or("a scan input has no axis to scan")?;
+        if len > MAX_SCAN_STEPS {
+            return Err(format!(
+                "{len} scan steps are more than the {MAX_SCAN_STEPS} supported"
+            ));
+        }
         if scans.iter().any(|t| t.shape.first() != Some(&len)) {
             return Err("the scan inputs differ in length".into());
         }

@@ -1140,6 +1140,19 @@ fn matrix(t: &Tensor, as_row: bool) -> Result<(usize, usize), String> {
     }
 }
 
+/// The most multiply-adds one matrix product may take.
+const MAX_PRODUCT_WORK: usize = 1 << 34;
+
+/// Checks that an `m x k` by `k x n` product fits the element and work limits.
+fn check_product(m: usize, k: usize, n: usize) -> Result<(), String> {
+    let out = m.checked_mul(n).filter(|&c| c <= MAX_ELEMENTS);
+    let work = out
+        .and_then(|o| o.checked_mul(k.max(1)))
+        .filter(|&w| w <= MAX_PRODUCT_WORK);
+    work.map(|_| ())
+        .ok_or_else(|| format!("a {m}x{k} by {k}x{n} product is larger than supported"))
+}
+
 fn mm<T: Copy + Default + std::ops::Add<Output = T> + std::ops::Mul<Output = T>>(
     a: &[T],
     b: &[T],
@@ -1173,6 +1186,7 @@ fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor, String> {
             a.shape, b.shape
         ));
     }
+    check_product(m, k, n)?;
     let mut shape = Vec::new();
     if a.shape.len() == 2 {
         shape.push(m);
@@ -1208,6 +1222,7 @@ fn gemm(
             a.shape, b.shape
         ));
     }
+    check_product(m, k, n)?;
     let shape = vec![m, n];
     let mut out = match (&a.data, &b.data) {
         (Data::F32(x), Data::F32(y)) => {

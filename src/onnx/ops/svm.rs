@@ -153,6 +153,12 @@ impl SvmClassifier {
         if prob_a.len() != prob_b.len() {
             return Err("prob_a and prob_b differ in length".into());
         }
+        if count > support.len() {
+            return Err(format!(
+                "vectors_per_class counts {count} support vectors, support_vectors holds {} values",
+                support.len()
+            ));
+        }
         if count > 0 {
             if per_class.len() != classes {
                 return Err(format!(

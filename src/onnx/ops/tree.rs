@@ -361,6 +361,9 @@ impl TreeClassifier {
     pub fn compile(attrs: &Attrs) -> Result<TreeClassifier, String> {
         let labels = attrs.class_labels("classlabels_int64s", "classlabels_strings")?;
         let classes = labels.len();
+        if classes < 2 {
+            return Err("needs at least two class labels".into());
+        }
         let forest = Forest::compile(attrs, "class", classes)?;
         let base_values: Vec<f32> = attrs
             .floats_f64("base_values")?
