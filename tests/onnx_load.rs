@@ -370,3 +370,72 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_model_describes_its_input_and_outputs() {
+    use ml_serving::onnx::{Dim, ElemType, OutputKind};
+    let zipmap = OnnxModel::load(&fixture("logreg_cancer")).unwrap();
+    assert_eq!(
+        (
+            zipmap.input().name.as_str(),
+            zipmap.input().elem,
+            zipmap.input().width
+        ),
+        ("X", ElemType::F32, 30)
+    );
+    let outs = zipmap.outputs();
+    assert_eq!(outs[0].name, "output_label");
+    assert_eq!(
+        outs[0].kind,
+        OutputKind::Tensor {
+            elem: ElemType::I64,
+            shape: vec![Dim::Batch]
+        }
+    );
+    assert_eq!(
+        outs[1].kind,
+        OutputKind::Maps {
+            key: ElemType::I64,
+            classes: 2
+        }
+    );
+    assert_eq!(zipmap.label_output(), Some(0));
+    assert_eq!(
+        zipmap.operators(),
+        [
+            "ai.onnx.ml:Scaler",
+            "ai.onnx.ml:LinearClassifier",
+            "Cast",
+            "ai.onnx.ml:ZipMap"
+        ]
+    );
+
+    let plain = OnnxModel::load(&fixture("lgbm_iris_str_nozipmap")).unwrap();
+    // The export declares the label's shape as [1]; the probe finds the batch dimension.
+    assert_eq!(
+        plain.outputs()[0].kind,
+        OutputKind::Tensor {
+            elem: ElemType::Str,
+            shape: vec![Dim::Batch]
+        }
+    );
+    assert_eq!(
+        plain.outputs()[1].kind,
+        OutputKind::Tensor {
+            elem: ElemType::F32,
+            shape: vec![Dim::Batch, Dim::Fixed(3)]
+        }
+    );
+
+    let double = OnnxModel::load(&fixture("linreg_diabetes_double")).unwrap();
+    assert_eq!(double.input().elem, ElemType::F64);
+    assert_eq!(
+        double.outputs()[0].kind,
+        OutputKind::Tensor {
+            elem: ElemType::F64,
+            shape: vec![Dim::Batch, Dim::Fixed(1)]
+        }
+    );
+    assert_eq!(double.label_output(), None);
+    assert_eq!(double.metadata().producer_name, "skl2onnx");
+}
