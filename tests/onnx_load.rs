@@ -439,3 +439,18 @@ fn the_model_describes_its_input_and_outputs() {
     assert_eq!(double.label_output(), None);
     assert_eq!(double.metadata().producer_name, "skl2onnx");
 }
+
+#[test]
+fn a_small_file_that_would_decode_into_gigabytes_is_refused_before_decoding() {
+    // Four million empty nodes: 8 MB on disk, several GB as decoded structs. Written by hand
+    // (ModelProto field 7 = graph, GraphProto field 1 = node, each of length 0) so that the test
+    // itself does not build them.
+    let nodes: Vec<u8> = std::iter::repeat_n([0x0a, 0x00], 4 << 20)
+        .flatten()
+        .collect();
+    let mut bytes = vec![0x3a];
+    prost::encoding::encode_varint(nodes.len() as u64, &mut bytes);
+    bytes.extend(nodes);
+    let err = OnnxModel::from_bytes(&bytes).unwrap_err();
+    assert!(matches!(err, OnnxError::DecodeBudget { .. }), "{err:?}");
+}

@@ -9,6 +9,7 @@ pub mod ops;
 pub mod proto;
 pub mod sidecar;
 pub mod tensor;
+mod wire;
 
 pub use attr::Labels;
 pub use model::{
@@ -30,6 +31,10 @@ pub enum OnnxError {
     },
     #[error("the model is {size} bytes, more than the {limit} accepted")]
     TooLarge { size: u64, limit: u64 },
+    #[error("the file is not an ONNX model (not a well-formed protobuf message)")]
+    Malformed,
+    #[error("decoding the model would take more than {limit_mib} MiB of memory")]
+    DecodeBudget { limit_mib: usize },
     #[error("the file is not an ONNX model (protobuf decoding failed: {0})")]
     Decode(#[from] prost::DecodeError),
     #[error("opset {version} of domain {domain:?} is not supported (supported: {supported})")]

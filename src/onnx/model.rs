@@ -14,6 +14,8 @@ use super::tensor::{Data, ElemType, MAX_ELEMENTS, Tensor};
 
 /// The largest model file we read.
 pub const MAX_MODEL_BYTES: u64 = 256 << 20;
+/// The most memory decoding a model may take (estimated from above before decoding).
+pub const MAX_DECODED_BYTES: usize = 1 << 30;
 /// The most features (input columns) a model may take.
 pub const MAX_WIDTH: usize = 1 << 16;
 /// Standard-domain opsets we accept.
@@ -117,6 +119,15 @@ impl OnnxModel {
                 size: bytes.len() as u64,
                 limit: MAX_MODEL_BYTES,
             });
+        }
+        match super::wire::scan(bytes, MAX_DECODED_BYTES) {
+            super::wire::Scan::Fits => {}
+            super::wire::Scan::Malformed => return Err(OnnxError::Malformed),
+            super::wire::Scan::OverBudget => {
+                return Err(OnnxError::DecodeBudget {
+                    limit_mib: MAX_DECODED_BYTES >> 20,
+                });
+            }
         }
         let model = proto::ModelProto::decode(bytes)?;
         Self::from_proto(model)
