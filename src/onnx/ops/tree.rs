@@ -24,7 +24,8 @@ struct Node {
     mode: Mode,
     missing_tracks_true: bool,
     feature: u32,
-    threshold: f64,
+    /// The threshold as f32 (exact unless `Forest::thresholds64` is set).
+    threshold: f32,
     /// For a branch: the node index taken when the test holds; for a leaf: first weight.
     on_true: u32,
     /// For a branch: the node index taken otherwise; for a leaf: one past its last weight.
@@ -35,6 +36,9 @@ struct Node {
 #[derive(Debug)]
 struct Forest {
     nodes: Vec<Node>,
+    /// The thresholds as f64, kept only when some of them are not exact in f32 (doubles given
+    /// as `nodes_values_as_tensor`).
+    thresholds64: Option<Vec<f64>>,
     roots: Vec<u32>,
     /// Leaf weights: (class or target index, weight).
     weights: Vec<(u32, f32)>,
@@ -121,7 +125,7 @@ impl Forest {
                 mode,
                 missing_tracks_true: missing.get(i).is_some_and(|&m| m != 0),
                 feature: 0,
-                threshold: values[i],
+                threshold: values[i] as f32,
                 on_true: 0,
                 on_false: 0,
             };
@@ -241,36 +245,30 @@ impl Forest {
                 nodes[i].on_false = weights.len() as u32;
             }
         }
+        let exact = values
+            .iter()
+            .all(|&v| v.is_nan() || f64::from(v as f32) == v);
         Ok(Forest {
             nodes,
+            thresholds64: if exact { None } else { Some(values) },
             roots,
             weights,
             max_feature,
         })
     }
 
-    /// The leaf a row reaches in the tree starting at `root`.
+    /// The leaf a row of floats reaches from `root`, comparing in f32 (the same answers as in
+    /// f64, since the thresholds are exact in f32). Only when `thresholds64` is `None`.
     #[inline]
-    fn leaf<T: Copy + Into<f64>>(&self, root: u32, row: &[T]) -> &Node {
+    fn leaf_f32(&self, root: u32, row: &[f32]) -> &Node {
         let mut node = &self.nodes[root as usize];
         loop {
-            let goes_true = match node.mode {
-                Mode::Leaf => return node,
-                mode => {
-                    let v: f64 = row[node.feature as usize].into();
-                    let t = node.threshold;
-                    let test = match mode {
-                        Mode::Leq => v <= t,
-                        Mode::Lt => v < t,
-                        Mode::Gte => v >= t,
-                        Mode::Gt => v > t,
-                        Mode::Eq => v == t,
-                        Mode::Neq => v != t,
-                        Mode::Leaf => unreachable!(),
-                    };
-                    test || (node.missing_tracks_true && v.is_nan())
-                }
-            };
+            if node.mode == Mode::Leaf {
+                return node;
+            }
+            let v = row[node.feature as usize];
+            let goes_true =
+                test(node.mode, v, node.threshold) || (node.missing_tracks_true && v.is_nan());
             node = &self.nodes[if goes_true {
                 node.on_true
             } else {
@@ -279,10 +277,37 @@ impl Forest {
         }
     }
 
+    /// The leaf a row reaches from `root`, comparing in f64.
+    #[inline]
+    fn leaf_f64<T: Copy + Into<f64>>(&self, root: u32, row: &[T]) -> &Node {
+        let mut i = root as usize;
+        loop {
+            let node = &self.nodes[i];
+            if node.mode == Mode::Leaf {
+                return node;
+            }
+            let v: f64 = row[node.feature as usize].into();
+            let t = match &self.thresholds64 {
+                Some(t) => t[i],
+                None => f64::from(node.threshold),
+            };
+            let goes_true = test(node.mode, v, t) || (node.missing_tracks_true && v.is_nan());
+            i = if goes_true {
+                node.on_true
+            } else {
+                node.on_false
+            } as usize;
+        }
+    }
+
     /// Visits the weights of every leaf the row reaches, tree by tree.
-    fn for_each_weight<T: Copy + Into<f64>>(&self, row: &[T], mut f: impl FnMut(usize, f32)) {
+    fn each_weight(&self, row: RowRef, mut f: impl FnMut(usize, f32)) {
         for &root in &self.roots {
-            let leaf = self.leaf(root, row);
+            let leaf = match row {
+                RowRef::F32(r) if self.thresholds64.is_none() => self.leaf_f32(root, r),
+                RowRef::F32(r) => self.leaf_f64(root, r),
+                RowRef::F64(r) => self.leaf_f64(root, r),
+            };
             for &(id, w) in &self.weights[leaf.on_true as usize..leaf.on_false as usize] {
                 f(id as usize, w);
             }
@@ -337,12 +362,17 @@ enum RowRef<'a> {
     F64(&'a [f64]),
 }
 
-impl Forest {
-    fn each_weight(&self, row: RowRef, f: impl FnMut(usize, f32)) {
-        match row {
-            RowRef::F32(r) => self.for_each_weight(r, f),
-            RowRef::F64(r) => self.for_each_weight(r, f),
-        }
+/// A branch's test.
+#[inline]
+fn test<T: PartialOrd>(mode: Mode, v: T, t: T) -> bool {
+    match mode {
+        Mode::Leq => v <= t,
+        Mode::Lt => v < t,
+        Mode::Gte => v >= t,
+        Mode::Gt => v > t,
+        Mode::Eq => v == t,
+        Mode::Neq => v != t,
+        Mode::Leaf => false,
     }
 }
 
