@@ -608,15 +608,64 @@ def check_grace_periods(
                 report.fail("grace-period", subject, f"DRAIN_TIMEOUT_SECS {drain_text!r} is not a number of seconds")
                 continue
             sleep = (((container.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}).get("seconds", 0)
-            needed = drain + sleep
+            delay = seconds(env.get("SHUTDOWN_DELAY_SECS", (settings.defaults if settings else {}).get("SHUTDOWN_DELAY_SECS", "0"))) or 0
+            needed = drain + sleep + delay
             detail = (
                 f"terminationGracePeriodSeconds {grace} vs preStop sleep {sleep} s "
-                f"+ DRAIN_TIMEOUT_SECS {drain:g} s ({source})"
+                f"+ SHUTDOWN_DELAY_SECS {delay:g} s + DRAIN_TIMEOUT_SECS {drain:g} s ({source})"
             )
             if grace > needed:
                 report.ok("grace-period", subject, detail)
             else:
                 report.fail("grace-period", subject, detail + ": the kubelet would kill the server mid-drain")
+
+
+MEMORY_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 10**3, "M": 10**6, "G": 10**9, "": 1}
+
+
+def memory_bytes(quantity: str) -> float | None:
+    m = re.fullmatch(r"([0-9.]+)([KMG]i?)?", str(quantity))
+    return float(m.group(1)) * MEMORY_UNITS[m.group(2) or ""] if m else None
+
+
+def memory_bound(env: dict[str, str], defaults: dict[str, str], features: int = 6) -> float:
+    """The README's formula ("Memory is bounded by the settings"), in bytes."""
+
+    def value(name: str) -> float:
+        return float(env.get(name, defaults.get(name, "0")))
+
+    per_connection = value("MAX_HEADER_BYTES") + value("BODY_LIMIT_BYTES") + 64 * 2**10
+    per_request = value("MAX_BATCH_ROWS") * features * 16 + 64 * 2**10
+    return 10 * 2**20 + value("MAX_CONNECTIONS") * per_connection + value("MAX_IN_FLIGHT") * per_request
+
+
+def check_memory(report: Report, rendering: Rendering, settings: ServerSettings | None) -> None:
+    """Every server container's memory limit holds the worst case its settings allow."""
+    if settings is None:
+        report.skip("memory-bound", rendering.name, "the binary's settings are unknown")
+        return
+    configmaps = {(c.get("metadata") or {}).get("name"): c for c in of_kind(rendering.objects, "ConfigMap")}
+    containers = [
+        (f"{rendering.name} {w.name} container {c.get('name')}", c)
+        for w in workloads(rendering.objects)
+        for c in w.containers()
+        if is_server_container(c)
+    ] + [
+        (f"{rendering.name} ServingRuntime {(r.get('metadata') or {}).get('name')} container {c.get('name')}", c)
+        for r in of_kind(rendering.objects, "ServingRuntime")
+        for c in (r.get("spec") or {}).get("containers") or []
+    ]
+    for subject, container in containers:
+        limit = memory_bytes(((container.get("resources") or {}).get("limits") or {}).get("memory", ""))
+        if limit is None:
+            report.fail("memory-bound", subject, "no memory limit")
+            continue
+        bound = memory_bound(container_env(container, configmaps), settings.defaults)
+        detail = f"settings allow at most {bound / 2**20:.0f} MiB; limit {limit / 2**20:.0f} MiB"
+        if bound <= limit:
+            report.ok("memory-bound", subject, detail)
+        else:
+            report.fail("memory-bound", subject, detail + ": lower MAX_CONNECTIONS, BODY_LIMIT_BYTES or MAX_IN_FLIGHT")
 
 
 def check_security(report: Report, rendering: Rendering) -> None:
@@ -843,6 +892,7 @@ def check_tree(report: Report, tree: Path, kubectl: str, binary: Path, model: Pa
         check_hpas(report, rendering)
         check_resources(report, rendering)
         check_grace_periods(report, rendering, settings)
+        check_memory(report, rendering, settings)
         check_security(report, rendering)
         check_probes(report, rendering, settings, live)
     if settings is None:

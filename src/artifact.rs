@@ -19,8 +19,9 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Where the project keeps its model (relative to the repository; `/model/...` in containers).
 pub const DEFAULT_MODEL_PATH: &str = "model/model_binary.dat.gz";
 pub const DEFAULT_MODEL_NAME: &str = "breast_model";
-/// A decompressed artifact larger than this is refused (a gzip bomb, or not ours).
-const MAX_DECOMPRESSED_BYTES: u64 = 256 * 1024 * 1024;
+/// The default bound on an artifact, compressed or inflated (the bundled one inflates to about
+/// 20 KB): a larger one is refused (a gzip bomb, or not ours) before it can use more memory.
+pub const DEFAULT_MAX_MODEL_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The names of the two classes: prediction 0 is `negative`, 1 is `positive`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +87,8 @@ pub enum ArtifactProblem {
     Io(#[from] std::io::Error),
     #[error("not an ml-serving model ({0})")]
     NotOurs(String),
+    #[error("too large: {0}")]
+    TooLarge(String),
     #[error("corrupt or truncated ({0})")]
     Corrupt(String),
     #[error(
@@ -132,6 +135,12 @@ impl ModelArtifact {
 
     /// Parses and checks an artifact from its bytes (see [`LoadedModel::load`]).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ArtifactProblem> {
+        Self::from_bytes_bounded(bytes, DEFAULT_MAX_MODEL_BYTES)
+    }
+
+    /// As [`Self::from_bytes`], refusing an artifact that inflates to more than `max_bytes`:
+    /// inflation stops there, so memory stays within about twice the bound.
+    pub fn from_bytes_bounded(bytes: &[u8], max_bytes: u64) -> Result<Self, ArtifactProblem> {
         if !bytes.starts_with(&[0x1f, 0x8b]) {
             return Err(ArtifactProblem::NotOurs(
                 "it is not gzip-compressed".to_string(),
@@ -139,12 +148,12 @@ impl ModelArtifact {
         }
         let mut json = Vec::new();
         GzDecoder::new(bytes)
-            .take(MAX_DECOMPRESSED_BYTES + 1)
+            .take(max_bytes.saturating_add(1))
             .read_to_end(&mut json)
             .map_err(|e| ArtifactProblem::Corrupt(format!("gzip: {e}")))?;
-        if json.len() as u64 > MAX_DECOMPRESSED_BYTES {
-            return Err(ArtifactProblem::NotOurs(format!(
-                "it decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes"
+        if json.len() as u64 > max_bytes {
+            return Err(ArtifactProblem::TooLarge(format!(
+                "it decompresses to more than {max_bytes} bytes (MAX_MODEL_BYTES)"
             )));
         }
         let header: FormatHeader = serde_json::from_slice(&json).map_err(|e| {
@@ -278,18 +287,34 @@ fn svm_width_matches(svm: &linfa_svm::Svm<f64, bool>, width: usize) -> Result<()
 impl LoadedModel {
     /// Reads, decompresses, parses and checks the artifact at `path`.
     pub fn load(path: &Path) -> Result<Self, ArtifactError> {
+        Self::load_bounded(path, DEFAULT_MAX_MODEL_BYTES)
+    }
+
+    /// As [`Self::load`], refusing a file, or its inflated content, larger than `max_bytes`
+    /// before reading or inflating past the bound.
+    pub fn load_bounded(path: &Path, max_bytes: u64) -> Result<Self, ArtifactError> {
         let fail = |problem| ArtifactError {
             path: path.to_path_buf(),
             problem,
         };
-        let bytes = std::fs::read(path).map_err(|e| {
-            fail(if e.kind() == std::io::ErrorKind::NotFound {
+        let io = |e: std::io::Error| {
+            if e.kind() == std::io::ErrorKind::NotFound {
                 ArtifactProblem::NotFound
             } else {
                 ArtifactProblem::Io(e)
-            })
-        })?;
-        let artifact = ModelArtifact::from_bytes(&bytes).map_err(fail)?;
+            }
+        };
+        let file = std::fs::File::open(path).map_err(|e| fail(io(e)))?;
+        let mut bytes = Vec::new();
+        file.take(max_bytes.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(|e| fail(io(e)))?;
+        if bytes.len() as u64 > max_bytes {
+            return Err(fail(ArtifactProblem::TooLarge(format!(
+                "the file is larger than {max_bytes} bytes (MAX_MODEL_BYTES)"
+            ))));
+        }
+        let artifact = ModelArtifact::from_bytes_bounded(&bytes, max_bytes).map_err(fail)?;
         Ok(Self {
             artifact,
             path: path.to_path_buf(),

@@ -14,7 +14,7 @@ const LATENCY_BUCKETS: &[f64] = &[
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the Prometheus recorder on first use and returns its handle. Metrics recorded
-/// before the first call are lost, so `main` calls it before anything else.
+/// before the first call are lost, so `serve` calls it before anything else.
 pub fn metrics_handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let builder = PrometheusBuilder::new()
@@ -50,10 +50,11 @@ fn describe_metrics() {
     );
 }
 
-/// Starts logging to standard error. `filter` uses `RUST_LOG`'s syntax.
-pub fn init_logging(filter: &str, json: bool) {
+/// Starts logging to standard error. `filter` uses `RUST_LOG`'s syntax; an invalid one is an
+/// error, never a silent fallback.
+pub fn init_logging(filter: &str, json: bool) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .map_err(|e| anyhow::anyhow!("RUST_LOG {filter:?} is not a valid log filter: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -64,4 +65,5 @@ pub fn init_logging(filter: &str, json: bool) {
     } else {
         builder.try_init()
     };
+    Ok(())
 }

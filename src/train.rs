@@ -140,7 +140,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<(ModelArtifact, TrainReport)> {
         format_version: FORMAT_VERSION,
         name: args.name.clone(),
         version: args.model_version.clone(),
-        created_at: crate::server::now_rfc3339(),
+        created_at: crate::clock::now_rfc3339(),
         ml_serving_version: env!("CARGO_PKG_VERSION").to_string(),
         feature_names: args.features.clone(),
         labels: ClassLabels { negative, positive },

@@ -4,7 +4,25 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::evaluate::HeldOutMetrics;
-pub use crate::features::{FieldError, Loc};
+
+/// One step of an error's location: an object key or an array index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Loc {
+    Key(String),
+    Index(usize),
+}
+
+/// One invalid field, in FastAPI's shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FieldError {
+    /// Where: `["body", "area_se"]`, or `["body", 3, "area_se"]` for a batch row.
+    #[schema(value_type = Vec<serde_json::Value>)]
+    pub loc: Vec<Loc>,
+    pub msg: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
 
 /// The answer for one row: `{"label":"M","prediction":1}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -72,6 +90,8 @@ pub struct InfoResponse {
     #[schema(value_type = Object)]
     pub metrics: HeldOutMetrics,
     pub artifact: ArtifactInfo,
+    /// A row the model was checked with at load, in `features` order (what `predict` sends by default).
+    pub sample: Vec<f64>,
     /// The version of the server.
     pub ml_serving_version: String,
 }

@@ -39,6 +39,7 @@ impl Server {
             Limits {
                 body_bytes: 1 << 20,
                 batch_rows: 1000,
+                model_bytes: ml_serving::artifact::DEFAULT_MAX_MODEL_BYTES,
             },
             api_key.map(str::to_string),
         );
@@ -58,7 +59,13 @@ impl Server {
                         listener,
                         app(state, 64, Duration::from_secs(10)),
                         stop,
-                        Duration::from_secs(5),
+                        ml_serving::server::ConnSettings {
+                            max_connections: 64,
+                            header_read_timeout: Duration::from_secs(5),
+                            idle_timeout: Duration::from_secs(30),
+                            max_header_bytes: 16 * 1024,
+                            drain_timeout: Duration::from_secs(5),
+                        },
                     ))
                     .unwrap();
             }

@@ -485,6 +485,7 @@ async fn start_model_server() -> String {
         Limits {
             body_bytes: 1 << 20,
             batch_rows: 1000,
+            model_bytes: ml_serving::artifact::DEFAULT_MAX_MODEL_BYTES,
         },
         None,
     );

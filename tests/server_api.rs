@@ -372,37 +372,49 @@ async fn the_api_key_guards_predictions_only() {
 
 #[tokio::test]
 async fn too_many_requests_in_flight_get_429_at_once() {
-    let (_, app) = Setup {
+    let (app, slots) = Setup {
         max_in_flight: 1,
         ..Setup::default()
     }
-    .app();
-    let (tx, first) = hold_predict_in_flight(&app);
-    // Wait (bounded) until the first request holds the only slot.
-    let mut status = StatusCode::OK;
-    for _ in 0..200 {
-        status = post_json(&app, "/predict", SAMPLE).await.0;
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    .app_and_slots();
+    let held = slots.take().expect("the only slot is free");
+    let (status, body) = post_json(&app, "/predict", SAMPLE).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("in flight"));
     let (status, body) = get(&app, "/health").await;
     assert_eq!(
         (status, body),
         (StatusCode::OK, json!({"status": "ok"})),
         "health is not limited"
     );
-    tx.send(Ok(SAMPLE.as_bytes().to_vec())).await.unwrap();
-    drop(tx);
-    let response = first.await.unwrap().unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        post_json(&app, "/predict", SAMPLE).await.0,
-        StatusCode::OK,
-        "the slot is free again"
-    );
+    drop(held);
+    assert_eq!(post_json(&app, "/predict", SAMPLE).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_client_still_sending_its_body_holds_no_slot() {
+    let (_, app) = Setup {
+        max_in_flight: 1,
+        ..Setup::default()
+    }
+    .app();
+    // Two uploads that never finish, with a single slot: well-behaved clients still get 200.
+    let (tx1, first) = hold_predict_in_flight(&app);
+    let (tx2, second) = hold_predict_in_flight(&app);
+    tx1.send(Ok(b"{\"concavity_mean\"".to_vec())).await.unwrap();
+    for _ in 0..20 {
+        assert_eq!(post_json(&app, "/predict", SAMPLE).await.0, StatusCode::OK);
+        tokio::task::yield_now().await;
+    }
+    drop((tx1, tx2));
+    for task in [first, second] {
+        let status = task.await.unwrap().unwrap().status();
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "a cut-off body is malformed"
+        );
+    }
 }
 
 #[tokio::test]
@@ -514,4 +526,32 @@ async fn openapi_is_generated_and_the_docs_are_offline() {
         let (status, _) = get(&app, &format!("/docs/{}", &asset[2..])).await;
         assert_eq!(status, StatusCode::OK, "{asset}");
     }
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_echoing_a_sane_one() {
+    let app = default_app();
+    let send = |id: Option<&str>| {
+        let mut req = Request::get("/health");
+        if let Some(id) = id {
+            req = req.header("x-request-id", id);
+        }
+        let app = app.clone();
+        let req = req.body(Body::empty()).unwrap();
+        async move {
+            let response = app.oneshot(req).await.unwrap();
+            response.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    assert_eq!(send(Some("trace-abc-123")).await, "trace-abc-123");
+    let first = send(None).await;
+    let second = send(None).await;
+    assert!(!first.is_empty() && first != second, "{first} {second}");
+    // Too long, or with spaces: replaced, never echoed into logs or answers.
+    let long = "x".repeat(65);
+    assert_ne!(send(Some(&long)).await, long);
+    assert_ne!(send(Some("a b")).await, "a b");
 }

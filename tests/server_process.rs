@@ -3,141 +3,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use common::process::*;
 use common::*;
-use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_ml-serving");
-
-/// A running `ml-serving serve` on a port of its own choosing (PORT=0), its logs collected.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    logs: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    fn start(model: &Path, extra_env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .env("MODEL_PATH", model)
-            .env("HOST", "127.0.0.1")
-            .env("PORT", "0")
-            .env("LOG_JSON", "true")
-            .env("RUST_LOG", "info")
-            .envs(extra_env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && let Some(addr) = v["fields"]["address"].as_str()
-                {
-                    let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| {
-                panic!(
-                    "the server never said where it listens: {:?}",
-                    logs.lock().unwrap()
-                )
-            });
-        Self { child, addr, logs }
-    }
-
-    fn get(&self, path: &str) -> (u16, Value) {
-        http(self.addr, "GET", path, None)
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{name}"), self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn wait(&mut self, limit: Duration) -> Option<(ExitStatus, Duration)> {
-        let started = Instant::now();
-        while started.elapsed() < limit {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some((status, started.elapsed()));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
-    }
-
-    fn logs(&self) -> String {
-        self.logs.lock().unwrap().join("\n")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One HTTP/1.1 request on a fresh connection; the status and the JSON body.
-fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let body = body.unwrap_or("");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    read_response(&mut stream)
-}
-
-fn read_response(stream: &mut TcpStream) -> (u16, Value) {
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (
-        status,
-        serde_json::from_str(body).unwrap_or(Value::String(body.to_string())),
-    )
-}
-
-/// Polls `check` every 20 ms until it holds or `limit` passes.
-fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
 
 fn run_serve(model: &Path) -> (bool, String) {
     let out = Command::new(BIN)
@@ -198,7 +71,7 @@ async fn a_real_socket_on_port_zero_answers_and_shuts_down_gracefully() {
         listener,
         app,
         stop.clone(),
-        Duration::from_secs(5),
+        common::conn_settings(Duration::from_secs(5)),
     ));
     let url = format!("http://{addr}");
     let reply = ml_serving::client::http::request_once(
@@ -361,4 +234,37 @@ fn a_changed_file_is_reloaded_when_polling_is_on() {
             .unwrap()
             .contains(r#"model_loads_total{trigger="poll",outcome="success"} 1"#)
     );
+}
+
+#[test]
+fn the_access_log_has_one_line_per_request_with_its_id() {
+    let server = Server::start(&bundled_model_path(), &[("ACCESS_LOG", "true")]);
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    write!(
+        stream,
+        "POST /predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Request-Id: req-42\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{SAMPLE}",
+        SAMPLE.len()
+    )
+    .unwrap();
+    assert_eq!(read_response(&mut stream).0, 200);
+    let line = |logs: &str| {
+        logs.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["fields"]["message"] == "access")
+    };
+    assert!(eventually(Duration::from_secs(10), || line(&server.logs()).is_some()));
+    let access = line(&server.logs()).unwrap();
+    assert_eq!(access["fields"]["status"], 200, "{access}");
+    assert_eq!(access["span"]["id"], "req-42", "{access}");
+    assert_eq!(access["span"]["route"], "/predict", "{access}");
+    assert_eq!(access["span"]["method"], "POST", "{access}");
+}
+
+#[test]
+fn without_the_access_log_requests_are_not_logged() {
+    let server = Server::start(&bundled_model_path(), &[]);
+    assert_eq!(http(server.addr, "POST", "/predict", Some(SAMPLE)).0, 200);
+    assert_eq!(server.get("/health").0, 200);
+    assert!(!server.logs().contains("\"access\""), "{}", server.logs());
 }

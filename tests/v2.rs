@@ -23,7 +23,15 @@ const SAMPLE_ROW: [f64; 6] = [0.3001, 0.1471, 8.589, 153.4, 17.33, 2019.0];
 const BENIGN_ROW: [f64; 6] = [0.0, 0.0, 2.0, 20.0, 25.0, 500.0];
 
 #[test]
-fn the_tests_feature_order_is_the_models() {}
+fn the_tests_feature_order_is_the_models() {
+    // The rows above are written in FEATURES order; the tensors must be in the model's.
+    let model = ml_serving::artifact::LoadedModel::load(&bundled_model_path()).unwrap();
+    assert_eq!(model.artifact.feature_names, FEATURES);
+    let sample: Value = serde_json::from_str(SAMPLE).unwrap();
+    for (name, value) in FEATURES.iter().zip(SAMPLE_ROW) {
+        assert_eq!(sample[name].as_f64(), Some(value), "{name}");
+    }
+}
 
 /// One `input-0` tensor `[N, 6]`, data nested by row.
 fn matrix(rows: &[[f64; 6]], datatype: &str) -> Value {
@@ -794,32 +802,46 @@ async fn the_api_key_guards_inference_only() {
 
 #[tokio::test]
 async fn v2_and_predict_share_the_in_flight_limit() {
-    let (_, app) = Setup {
+    let (app, slots) = Setup {
         max_in_flight: 1,
         ..Setup::default()
     }
-    .app();
-    let (tx, first) = hold_predict_in_flight(&app);
+    .app_and_slots();
     let v2_body = matrix(&[SAMPLE_ROW], "FP64");
-    let mut answer = (StatusCode::OK, Value::Null);
-    for _ in 0..200 {
-        answer = infer(&app, &v2_body).await;
-        if answer.0 == StatusCode::TOO_MANY_REQUESTS {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
+    // /predict's only slot, held as a prediction would hold it.
+    let held = slots.take().expect("the only slot is free");
+    let answer = infer(&app, &v2_body).await;
     assert_eq!(answer.0, StatusCode::TOO_MANY_REQUESTS, "{}", answer.1);
     assert!(answer.1["error"].as_str().unwrap().contains("in flight"));
+    assert_eq!(
+        post_json(&app, "/predict", SAMPLE).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     assert_eq!(
         get(&app, "/v2/health/ready").await.0,
         StatusCode::OK,
         "readiness is not limited"
     );
+    drop(held);
+    assert_eq!(infer(&app, &v2_body).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_unfinished_upload_does_not_starve_v2_inference() {
+    let (_, app) = Setup {
+        max_in_flight: 1,
+        ..Setup::default()
+    }
+    .app();
+    let (tx, held) = hold_predict_in_flight(&app);
+    let v2_body = matrix(&[SAMPLE_ROW], "FP64");
+    for _ in 0..10 {
+        assert_eq!(infer(&app, &v2_body).await.0, StatusCode::OK);
+        tokio::task::yield_now().await;
+    }
     tx.send(Ok(SAMPLE.as_bytes().to_vec())).await.unwrap();
     drop(tx);
-    assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
-    assert_eq!(infer(&app, &v2_body).await.0, StatusCode::OK);
+    assert_eq!(held.await.unwrap().unwrap().status(), StatusCode::OK);
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use axum::body::Bytes;
+use bytes::Bytes;
 use hyper::Method;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 pub use engine::{LiveCounters, LoadConfig, run_load};
 pub use report::{Percentiles, Report, RequestRecord, StopReason, Summary, format_us};
 
-use super::predict::{DEFAULT_URL, feature_names, sample_row, write_stdout};
+use super::{DEFAULT_URL, feature_names, sample_row, write_stdout};
 
 /// Put load on a server and measure its throughput and latency.
 ///
@@ -45,8 +45,8 @@ pub struct LoadtestArgs {
     /// Connections, each with one request in flight at a time.
     #[arg(long, short = 'c', default_value_t = 8)]
     pub concurrency: usize,
-    /// Open loop: start this many requests per second.
-    #[arg(long, short = 'r')]
+    /// Open loop: start this many requests per second (0.001 to 10,000,000).
+    #[arg(long, short = 'r', value_parser = parse_rate)]
     pub rate: Option<f64>,
     /// Stop after this long: `10s`, `500ms`, `2m`, `1h` (a bare number is seconds).
     #[arg(long, short = 'd', value_parser = parse_duration)]
@@ -115,6 +115,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Parses `0.01` or `1%` into a fraction in [0, 1].
+/// A request rate: a positive, finite number of requests per second within what a schedule
+/// can hold (a tiny rate would put the next start centuries away and overflow the timer).
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of requests per second"))?;
+    if (0.001..=10_000_000.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!(
+            "the rate must be between 0.001 and 10000000 requests per second, got {text}"
+        ))
+    }
+}
+
 pub fn parse_error_rate(text: &str) -> Result<f64, String> {
     let t = text.trim();
     let value = match t.strip_suffix('%') {

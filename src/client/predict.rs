@@ -1,22 +1,19 @@
 //! `ml-serving predict`: one prediction from the command line. Features come from flags named
 //! like the features, from a JSON file, or from standard input; with none, the model's sample
-//! row. Also where the load generator finds the sample row and the feature names.
+//! row.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use axum::body::Bytes;
+use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde_json::{Map, Value};
 
 use super::http::{self, Reply};
-use crate::artifact::LoadedModel;
+use super::{DEFAULT_URL, sample_row, write_stdout};
 use crate::wire::{ErrorBody, Loc, ValidationErrorBody};
-
-/// The server the client talks to when no `--url` is given.
-pub const DEFAULT_URL: &str = "http://127.0.0.1:8000";
 
 /// Send one prediction to a server and print its answer.
 ///
@@ -153,62 +150,6 @@ fn insert_feature(
     Ok(())
 }
 
-/// The model's sample row as a JSON object: from the artifact when `model` is given, else
-/// from the server's OpenAPI document (the example of `PredictRequest`).
-pub async fn sample_row(
-    url: &str,
-    model: Option<&Path>,
-    timeout: Duration,
-) -> anyhow::Result<Map<String, Value>> {
-    if let Some(path) = model {
-        let loaded = LoadedModel::load(path)?;
-        let a = &loaded.artifact;
-        return Ok(a
-            .feature_names
-            .iter()
-            .cloned()
-            .zip(a.sample.iter().map(|&v| serde_json::json!(v)))
-            .collect());
-    }
-    let doc = get_json(url, "/openapi.json", timeout).await?;
-    match doc.pointer("/components/schemas/PredictRequest/examples/0") {
-        Some(Value::Object(row)) if !row.is_empty() => Ok(row.clone()),
-        _ => bail!(
-            "{url}/openapi.json holds no example row (components.schemas.PredictRequest.examples[0]); give the features, or --model"
-        ),
-    }
-}
-
-/// The model's feature names in order: from the artifact when `model` is given, else from
-/// the server's `GET /info`.
-pub async fn feature_names(
-    url: &str,
-    model: Option<&Path>,
-    timeout: Duration,
-) -> anyhow::Result<Vec<String>> {
-    if let Some(path) = model {
-        return Ok(LoadedModel::load(path)?.artifact.feature_names);
-    }
-    let info = get_json(url, "/info", timeout).await?;
-    let names = info["features"]
-        .as_array()
-        .with_context(|| format!("{url}/info has no feature list"))?;
-    names
-        .iter()
-        .map(|n| n.as_str().map(str::to_string))
-        .collect::<Option<Vec<_>>>()
-        .with_context(|| format!("{url}/info: the feature list holds a name that is not a string"))
-}
-
-async fn get_json(url: &str, path: &str, timeout: Duration) -> anyhow::Result<Value> {
-    let reply = http::request_once(url, Method::GET, path, None, None, timeout).await?;
-    if !reply.status.is_success() {
-        bail!("GET {url}{path} answered {}", describe(&reply));
-    }
-    serde_json::from_slice(&reply.body)
-        .with_context(|| format!("GET {url}{path}: the answer is not JSON"))
-}
-
 /// `STATUS: message`, the message taken from our error bodies when the answer is one.
 fn describe(reply: &Reply) -> String {
     let status = reply.status;
@@ -313,18 +254,6 @@ fn print_reply(args: &PredictArgs, reply: &Reply) -> anyhow::Result<()> {
         }
     };
     write_stdout(&format!("{line}\n"))
-}
-
-/// Writes to standard output; a closed pipe (`| head`) is not an error.
-pub(crate) fn write_stdout(text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(e).context("writing to standard output")
-        }
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::features::{FieldError, RowsError};
+use super::features::{FieldError, RowsError};
 use crate::wire::{ErrorBody, ValidationErrorBody};
 
 #[derive(Debug)]
@@ -24,7 +24,6 @@ pub enum ApiError {
     MethodNotAllowed,
     Overloaded,
     Timeout,
-    NotReady,
     Internal(String),
 }
 
@@ -40,7 +39,6 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
-            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -64,7 +62,6 @@ impl ApiError {
             Self::MethodNotAllowed => "Method Not Allowed".to_string(),
             Self::Overloaded => "Too many requests in flight; retry shortly".to_string(),
             Self::Timeout => "The request took longer than the server's timeout".to_string(),
-            Self::NotReady => "The server is not ready (starting or shutting down)".to_string(),
             Self::Internal(m) => format!("Internal error: {m}"),
         }
     }
@@ -83,7 +80,7 @@ impl From<RowsError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        if status.is_server_error() {
             tracing::error!(status = status.as_u16(), error = %self.message(), "request failed");
         }
         let mut response = match self {

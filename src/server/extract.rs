@@ -1,6 +1,7 @@
 //! Extractors of the prediction routes: `JsonBody`, the raw bytes of a JSON request body, with
 //! our JSON errors for a wrong content type (415) and a body over the limit (413) instead of
-//! axum's plain-text ones; and `Authorized`, the optional API key.
+//! axum's plain-text ones; `Authorized`, the optional API key; and `Slots`, the in-flight
+//! limit, taken by a handler only once the body is in.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -42,6 +43,17 @@ impl FromRequest<AppState> for JsonBody {
                 ));
             }
         }
+        // A declared length over the limit is refused before reading (and before a
+        // `100 Continue`), not after the client has sent it all.
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let limit = state.limits().body_bytes;
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(ApiError::BodyTooLarge { limit });
+        }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::BodyTooLarge {
@@ -74,7 +86,7 @@ impl FromRequestParts<AppState> for Authorized {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .unwrap_or("");
         if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
             Ok(Self)
@@ -84,9 +96,44 @@ impl FromRequestParts<AppState> for Authorized {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_matches(' '))
+}
+
+/// The prediction slots: at most `MAX_IN_FLIGHT` requests computing at once. A handler takes
+/// one after reading its body; none free is a 429 at once, never a queue.
+#[derive(Debug, Clone)]
+pub struct Slots(std::sync::Arc<tokio::sync::Semaphore>);
+
+impl Slots {
+    pub fn new(max_in_flight: usize) -> Self {
+        Self(std::sync::Arc::new(tokio::sync::Semaphore::new(
+            max_in_flight,
+        )))
+    }
+
+    /// A slot, held until the returned permit drops.
+    pub fn take(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+        self.0.try_acquire().map_err(|_| ApiError::Overloaded)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::is_json;
+    use super::{bearer_token, is_json};
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+    }
 
     #[test]
     fn json_content_types() {

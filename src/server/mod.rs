@@ -1,8 +1,10 @@
 //! `ml-serving serve`: the HTTP server. Loads and checks the model before binding the port,
 //! answers the tutorial's API and its extensions, drains on SIGTERM, reloads on SIGHUP.
 
+mod conn;
 mod error;
 mod extract;
+pub mod features;
 mod layers;
 mod openapi;
 mod reload;
@@ -22,10 +24,11 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
+pub use conn::{ConnSettings, serve};
 pub use error::ApiError;
+pub use extract::Slots;
 pub use openapi::document as openapi_document;
 pub use reload::reload_now;
 pub use state::{AppState, Limits, ReloadOutcome, ServedModel};
@@ -50,58 +53,197 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes (413 above it).
     #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
     pub body_limit_bytes: usize,
+    /// Largest request head (request line and headers), in bytes (431 above it; at least 8192).
+    #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
     /// Most rows in one batch request (413 above it).
     #[arg(long, env = "MAX_BATCH_ROWS", default_value_t = 1000)]
     pub max_batch_rows: usize,
-    /// Most prediction requests handled at once; more get 429 at once.
+    /// Most prediction requests computed at once, once their body is in; more get 429 at once.
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 512)]
     pub max_in_flight: usize,
+    /// Most connections open at once; more wait in the listen backlog.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
     /// Longest time a prediction request may take, body included, in seconds (408 after).
     #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 10.0)]
     pub request_timeout_secs: f64,
-    /// On SIGTERM or SIGINT, how long requests in flight may take to finish, in seconds.
+    /// Longest time from the first byte of a request head to its end, in seconds (then the connection is closed).
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = 5.0)]
+    pub header_read_timeout_secs: f64,
+    /// Close a connection that has no request in progress and sends nothing for this many seconds.
+    #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = 30.0)]
+    pub idle_timeout_secs: f64,
+    /// On SIGTERM, keep serving (with /ready at 503) this many seconds before closing the listener.
+    #[arg(long, env = "SHUTDOWN_DELAY_SECS", default_value_t = 0.0)]
+    pub shutdown_delay_secs: f64,
+    /// Then, how long requests in flight may take to finish, in seconds.
     #[arg(long, env = "DRAIN_TIMEOUT_SECS", default_value_t = 10.0)]
     pub drain_timeout_secs: f64,
-    /// Check the model file for changes every this many seconds and reload it (0 = off; SIGHUP always reloads).
+    /// Check the model file for changes every this many seconds and reload it (0 = off, else at least 0.1; SIGHUP always reloads).
     #[arg(long, env = "RELOAD_INTERVAL_SECS", default_value_t = 0.0)]
     pub reload_interval_secs: f64,
-    /// Require `Authorization: Bearer <key>` on the prediction routes.
+    /// Largest model artifact, in bytes, compressed or inflated (bounds memory while loading).
+    #[arg(long, env = "MAX_MODEL_BYTES", default_value_t = crate::artifact::DEFAULT_MAX_MODEL_BYTES)]
+    pub max_model_bytes: u64,
+    /// Require `Authorization: Bearer <key>` on the prediction routes (visible ASCII, no spaces).
     #[arg(long, env = "API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Read the API key from this file (a trailing newline is ignored), e.g. a mounted Kubernetes secret.
+    #[arg(long, env = "API_KEY_FILE", conflicts_with = "api_key")]
+    pub api_key_file: Option<PathBuf>,
     /// Log filter, in `RUST_LOG` syntax.
     #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
     pub log_filter: String,
-    /// Log as JSON lines.
-    #[arg(long, env = "LOG_JSON")]
+    /// Log one line per request (method, route, status, seconds, request id) at info level.
+    #[arg(long, env = "ACCESS_LOG", default_value_t = false, num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub access_log: bool,
+    /// Log as JSON lines (true/false, yes/no, on/off, 1/0).
+    #[arg(long, env = "LOG_JSON", default_value_t = false, num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub log_json: bool,
 }
+
+/// The most any count setting may be: far above any real need, far below what overflows.
+const MAX_COUNT: usize = 1_000_000;
+/// The shortest polling interval: a shorter one would only burn a core.
+const MIN_RELOAD_INTERVAL_SECS: f64 = 0.1;
 
 fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(value)
         .ok()
-        .filter(|d| !d.is_zero())
-        .with_context(|| format!("{name} must be a positive number of seconds, got {value}"))
+        .filter(|d| !d.is_zero() && *d <= Duration::from_secs(365 * 24 * 3600))
+        .with_context(|| {
+            format!("{name} must be a positive number of seconds (at most a year), got {value}")
+        })
+}
+
+fn seconds_or_zero(name: &str, value: f64) -> anyhow::Result<Duration> {
+    if value == 0.0 {
+        Ok(Duration::ZERO)
+    } else {
+        seconds(name, value)
+    }
+}
+
+fn count(name: &str, value: usize) -> anyhow::Result<usize> {
+    anyhow::ensure!(
+        (1..=MAX_COUNT).contains(&value),
+        "{name} must be between 1 and {MAX_COUNT}, got {value}"
+    );
+    Ok(value)
+}
+
+/// A model name as it appears in URLs and metrics labels.
+pub fn check_model_name(name: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')),
+        "MODEL_NAME must be 1 to 64 characters from A-Z, a-z, 0-9, '_', '-' and '.', got {name:?}"
+    );
+    Ok(())
+}
+
+/// The settings checked and converted, before anything starts.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub request_timeout: Duration,
+    pub shutdown_delay: Duration,
+    pub reload_interval: Option<Duration>,
+    pub max_in_flight: usize,
+    pub api_key: Option<String>,
+    pub connections: ConnSettings,
 }
 
 impl ServeArgs {
-    fn check(&self) -> anyhow::Result<()> {
-        seconds("REQUEST_TIMEOUT_SECS", self.request_timeout_secs)?;
-        seconds("DRAIN_TIMEOUT_SECS", self.drain_timeout_secs)?;
-        if self.reload_interval_secs != 0.0 {
-            seconds("RELOAD_INTERVAL_SECS", self.reload_interval_secs)?;
+    /// Checks every setting and returns them converted; each problem is one clear line.
+    pub fn check(&self) -> anyhow::Result<Settings> {
+        tracing_subscriber::EnvFilter::try_new(&self.log_filter).map_err(|e| {
+            anyhow::anyhow!(
+                "RUST_LOG {:?} is not a valid log filter: {e}",
+                self.log_filter
+            )
+        })?;
+        if let Some(name) = &self.model_name {
+            check_model_name(name)?;
         }
-        anyhow::ensure!(self.max_batch_rows > 0, "MAX_BATCH_ROWS must be at least 1");
-        anyhow::ensure!(self.max_in_flight > 0, "MAX_IN_FLIGHT must be at least 1");
+        count("MAX_BATCH_ROWS", self.max_batch_rows)?;
+        count("MAX_CONNECTIONS", self.max_connections)?;
         anyhow::ensure!(
-            self.body_limit_bytes > 0,
-            "BODY_LIMIT_BYTES must be at least 1"
+            self.body_limit_bytes > 0 && self.body_limit_bytes <= 1 << 30,
+            "BODY_LIMIT_BYTES must be between 1 and 1073741824, got {}",
+            self.body_limit_bytes
         );
-        Ok(())
+        anyhow::ensure!(
+            (conn::MIN_HEADER_BYTES..=1 << 20).contains(&self.max_header_bytes),
+            "MAX_HEADER_BYTES must be between {} and 1048576, got {}",
+            conn::MIN_HEADER_BYTES,
+            self.max_header_bytes
+        );
+        anyhow::ensure!(
+            self.max_model_bytes >= 1024,
+            "MAX_MODEL_BYTES must be at least 1024, got {}",
+            self.max_model_bytes
+        );
+        let reload_interval = seconds_or_zero("RELOAD_INTERVAL_SECS", self.reload_interval_secs)?;
+        anyhow::ensure!(
+            reload_interval.is_zero() || reload_interval.as_secs_f64() >= MIN_RELOAD_INTERVAL_SECS,
+            "RELOAD_INTERVAL_SECS must be 0 (off) or at least {MIN_RELOAD_INTERVAL_SECS}, got {}",
+            self.reload_interval_secs
+        );
+        Ok(Settings {
+            request_timeout: seconds("REQUEST_TIMEOUT_SECS", self.request_timeout_secs)?,
+            shutdown_delay: seconds_or_zero("SHUTDOWN_DELAY_SECS", self.shutdown_delay_secs)?,
+            reload_interval: (!reload_interval.is_zero()).then_some(reload_interval),
+            max_in_flight: count("MAX_IN_FLIGHT", self.max_in_flight)?,
+            api_key: self.api_key()?,
+            connections: ConnSettings {
+                max_connections: self.max_connections,
+                header_read_timeout: seconds(
+                    "HEADER_READ_TIMEOUT_SECS",
+                    self.header_read_timeout_secs,
+                )?,
+                idle_timeout: seconds("IDLE_TIMEOUT_SECS", self.idle_timeout_secs)?,
+                max_header_bytes: self.max_header_bytes,
+                drain_timeout: seconds("DRAIN_TIMEOUT_SECS", self.drain_timeout_secs)?,
+            },
+        })
+    }
+
+    /// The API key from `API_KEY` or `API_KEY_FILE`, checked: set but empty is an error (a
+    /// missing secret must not turn authentication off), and so is whitespace inside it.
+    fn api_key(&self) -> anyhow::Result<Option<String>> {
+        let (key, source) = match (&self.api_key, &self.api_key_file) {
+            (Some(key), _) => (key.clone(), "API_KEY".to_string()),
+            (None, Some(path)) => {
+                let text = read_small_file(path, 4096)
+                    .with_context(|| format!("API_KEY_FILE: reading {}", path.display()))?;
+                // Key files usually end with a newline; nothing else is trimmed.
+                let key = text.strip_suffix('\n').unwrap_or(&text);
+                let key = key.strip_suffix('\r').unwrap_or(key).to_string();
+                (key, format!("API_KEY_FILE {}", path.display()))
+            }
+            (None, None) => return Ok(None),
+        };
+        anyhow::ensure!(
+            !key.is_empty(),
+            "{source} is set but empty; unset it to serve without an API key"
+        );
+        anyhow::ensure!(
+            key.bytes().all(|b| b.is_ascii_graphic()),
+            "{source} must be visible ASCII with no spaces, tabs or newlines \
+             (a bearer token cannot carry them); check for stray whitespace"
+        );
+        Ok(Some(key))
     }
 
     /// Loads and checks the model, and builds the shared state.
-    pub fn state(&self) -> anyhow::Result<AppState> {
-        let model = LoadedModel::load(&self.model_path)?;
+    pub fn state(&self, settings: &Settings) -> anyhow::Result<AppState> {
+        let model = LoadedModel::load_bounded(&self.model_path, self.max_model_bytes)?;
         Ok(AppState::new(
             ServedModel::new(model, self.model_name.as_deref()),
             self.model_path.clone(),
@@ -109,22 +251,45 @@ impl ServeArgs {
             Limits {
                 body_bytes: self.body_limit_bytes,
                 batch_rows: self.max_batch_rows,
+                model_bytes: self.max_model_bytes,
             },
-            self.api_key.clone(),
+            settings.api_key.clone(),
         ))
     }
 }
 
+/// Reads a file of at most `limit` bytes as UTF-8.
+fn read_small_file(path: &std::path::Path, limit: u64) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_string(&mut text)?;
+    anyhow::ensure!(text.len() as u64 <= limit, "larger than {limit} bytes");
+    Ok(text)
+}
+
 /// The router with every route and layer, for a server or a test.
 pub fn app(state: AppState, max_in_flight: usize, request_timeout: Duration) -> Router {
+    app_with_slots(state, Slots::new(max_in_flight), request_timeout)
+}
+
+/// [`app`], drawing on slots the caller also holds (a test takes one to see a 429).
+pub fn app_with_slots(state: AppState, slots: Slots, request_timeout: Duration) -> Router {
+    router(state, slots, request_timeout, false)
+}
+
+/// The router; with `access_log`, one `access` line per request, and every log line of a
+/// request in a span holding its id.
+fn router(state: AppState, slots: Slots, request_timeout: Duration, access_log: bool) -> Router {
     let model = state.model();
     let doc = openapi::document(model.features(), &model.model.artifact.sample);
     drop(model);
-    // Clones share one in-flight limit: /predict and the V2 inference routes draw on the same.
+    // The timeout covers the body and the computation; the in-flight slot is taken only once
+    // the body is in (`Slots`), so a client still uploading never holds one. /predict and the
+    // V2 inference routes draw on the same slots.
     let guards = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(layers::handle_tower_error))
-        .load_shed()
-        .layer(GlobalConcurrencyLimitLayer::new(max_in_flight))
         .timeout(request_timeout);
     let predictions = Router::new()
         .route("/predict", post(routes::predict))
@@ -145,64 +310,92 @@ pub fn app(state: AppState, max_in_flight: usize, request_timeout: Duration) -> 
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.limits().body_bytes))
-        .layer(layers::MetricsLayer)
+        .layer(axum::Extension(slots))
+        .layer(layers::MetricsLayer { access_log })
         .with_state(state)
 }
 
-/// Serves `app` on `listener` until `stop` is cancelled, then drains for at most `drain`.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    stop: CancellationToken,
-    drain: Duration,
-) -> anyhow::Result<()> {
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(stop.clone().cancelled_owned())
-        .into_future();
-    tokio::pin!(server);
-    tokio::select! {
-        result = &mut server => return result.context("serving HTTP"),
-        () = stop.cancelled() => {}
-    }
-    match tokio::time::timeout(drain, server).await {
-        Ok(result) => result.context("serving HTTP"),
-        Err(_) => {
-            tracing::warn!(
-                drain_secs = drain.as_secs_f64(),
-                "drain timeout: closing the connections still open"
-            );
-            Ok(())
-        }
+/// The signals the server answers, installed before the port is bound: a signal in the first
+/// milliseconds is handled, never the default action (which would kill the process).
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    pub hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("installing a SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing a SIGINT handler")?,
+            hangup: signal(SignalKind::hangup()).context("installing a SIGHUP handler")?,
+        })
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+/// Resolves on the next SIGTERM or SIGINT.
+async fn stop_signal(
+    term: &mut tokio::signal::unix::Signal,
+    int: &mut tokio::signal::unix::Signal,
+) -> &'static str {
     tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining"),
-        _ = int.recv() => tracing::info!("SIGINT: draining"),
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
     }
+}
+
+/// The shutdown sequence: on SIGTERM or SIGINT readiness turns 503 at once; the server keeps
+/// serving for `delay` (so load balancers see the 503 and stop sending), then `stop` is
+/// cancelled (the listener closes and requests in flight drain). A second signal exits at once.
+async fn shutdown_sequence(
+    mut term: tokio::signal::unix::Signal,
+    mut int: tokio::signal::unix::Signal,
+    state: AppState,
+    delay: Duration,
+    stop: CancellationToken,
+) {
+    let first = stop_signal(&mut term, &mut int).await;
+    state.begin_shutdown();
+    tracing::info!(
+        signal = first,
+        delay_secs = delay.as_secs_f64(),
+        "shutting down: /ready is 503; draining after the delay"
+    );
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        second = stop_signal(&mut term, &mut int) => exit_now(second),
+    }
+    stop.cancel();
+    let second = stop_signal(&mut term, &mut int).await;
+    exit_now(second);
+}
+
+fn exit_now(signal: &str) -> ! {
+    tracing::warn!(signal, "second signal: exiting at once without draining");
+    std::process::exit(1)
 }
 
 /// `ml-serving serve`.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
-    crate::telemetry::init_logging(&args.log_filter, args.log_json);
+    let settings = args.check()?;
+    crate::telemetry::init_logging(&args.log_filter, args.log_json)?;
     crate::telemetry::metrics_handle();
-    args.check()?;
-    let state = args.state().inspect_err(|_| {
-        metrics::counter!("model_loads_total", "trigger" => "startup", "outcome" => "failure")
-            .increment(1);
-    })?;
-    metrics::counter!("model_loads_total", "trigger" => "startup", "outcome" => "success")
-        .increment(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        let signals = Signals::install()?;
+        let state = args.state(&settings).inspect_err(|_| {
+            metrics::counter!("model_loads_total", "trigger" => "startup", "outcome" => "failure")
+                .increment(1);
+        })?;
+        metrics::counter!("model_loads_total", "trigger" => "startup", "outcome" => "success")
+            .increment(1);
+        if settings.api_key.is_none() {
+            tracing::info!("no API_KEY: the prediction routes are open to every client");
+        }
         let addr = SocketAddr::new(args.host, args.port);
         let listener = TcpListener::bind(addr)
             .await
@@ -220,14 +413,19 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             );
         }
         let stop = CancellationToken::new();
-        let app = app(
+        let app = router(
             state.clone(),
-            args.max_in_flight,
-            seconds("REQUEST_TIMEOUT_SECS", args.request_timeout_secs)?,
+            Slots::new(settings.max_in_flight),
+            settings.request_timeout,
+            args.access_log,
         );
-        let poll = (args.reload_interval_secs > 0.0)
-            .then(|| Duration::from_secs_f64(args.reload_interval_secs));
-        tokio::spawn(reload::watch(state.clone(), poll, stop.clone()));
+        let Signals { term, int, hangup } = signals;
+        tokio::spawn(reload::watch(
+            state.clone(),
+            settings.reload_interval,
+            hangup,
+            stop.clone(),
+        ));
         tokio::spawn({
             let stop = stop.clone();
             async move {
@@ -240,30 +438,15 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
                 }
             }
         });
-        tokio::spawn({
-            let (state, stop) = (state.clone(), stop.clone());
-            async move {
-                shutdown_signal().await;
-                state.begin_shutdown();
-                stop.cancel();
-            }
-        });
-        serve(
-            listener,
-            app,
-            stop,
-            seconds("DRAIN_TIMEOUT_SECS", args.drain_timeout_secs)?,
-        )
-        .await?;
+        tokio::spawn(shutdown_sequence(
+            term,
+            int,
+            state.clone(),
+            settings.shutdown_delay,
+            stop.clone(),
+        ));
+        serve(listener, app, stop, settings.connections).await?;
         tracing::info!("stopped");
         Ok(())
     })
-}
-
-pub(crate) fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use super::state::{AppState, ReloadOutcome};
 
 /// Reloads once, off the async threads, and records the outcome in logs and metrics.
+/// Returns `true` when the attempt failed (the live model kept serving).
 pub async fn reload_now(state: &AppState, trigger: &'static str) -> bool {
     let worker = state.clone();
     let result = tokio::task::spawn_blocking(move || worker.reload()).await;
@@ -30,7 +31,7 @@ pub async fn reload_now(state: &AppState, trigger: &'static str) -> bool {
         }
     };
     metrics::counter!("model_loads_total", "trigger" => trigger, "outcome" => outcome).increment(1);
-    outcome == "success"
+    outcome == "failure"
 }
 
 /// The file's identity for change detection: modification time and length.
@@ -39,29 +40,30 @@ fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
     Some((meta.modified().ok()?, meta.len()))
 }
 
-/// Runs until `stop`: reloads on SIGHUP, and on a change of the file when `poll` is set.
-pub async fn watch(state: AppState, poll: Option<Duration>, stop: CancellationToken) {
-    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot listen for SIGHUP; reload on signal is off");
-            None
-        }
-    };
+/// Runs until `stop`: reloads on SIGHUP, and, when `poll` is set, whenever the file changes
+/// or the last attempt failed (a file fixed without changing its time or size, e.g. by
+/// `chmod`, is picked up at the next tick).
+pub async fn watch(
+    state: AppState,
+    poll: Option<Duration>,
+    mut hangup: tokio::signal::unix::Signal,
+    stop: CancellationToken,
+) {
     let mut last = stamp(state.model_path());
+    let mut failed = false;
     let mut ticker = poll.map(tokio::time::interval);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                reload_now(&state, "signal").await;
+            Some(()) = hangup.recv() => {
+                failed = reload_now(&state, "signal").await;
                 last = stamp(state.model_path());
             }
             _ = async { match ticker.as_mut() { Some(t) => t.tick().await, None => std::future::pending().await } } => {
                 let now = stamp(state.model_path());
-                if now != last {
+                if now != last || failed {
                     last = now;
-                    reload_now(&state, "poll").await;
+                    failed = reload_now(&state, "poll").await;
                 }
             }
         }

@@ -1,18 +1,18 @@
 //! The route handlers of the tutorial's API and its extensions.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 
-use crate::features;
+use super::features;
 use crate::wire::{
     ArtifactInfo, BatchResponse, ErrorBody, HealthResponse, InfoResponse, LabelsInfo,
     PredictResponse, ValidationErrorBody,
 };
 
 use super::error::ApiError;
-use super::extract::{Authorized, JsonBody};
+use super::extract::{Authorized, JsonBody, Slots};
 use super::state::AppState;
 
 /// Predict one row.
@@ -22,21 +22,19 @@ use super::state::AppState;
     request_body(content = PredictRequest, description = "The model's features, each a number ≥ 0"),
     responses(
         (status = 200, description = "The prediction", body = PredictResponse),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or wrong API key (when API_KEY is set)", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
-        (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 422, description = "Missing, unknown or invalid fields, all listed", body = ValidationErrorBody),
-        (status = 408, description = "Slower than REQUEST_TIMEOUT_SECS (body included)", body = ErrorBody),
-        (status = 429, description = "Too many requests in flight", body = ErrorBody),
+        (status = 422, description = "Missing, unknown or invalid fields (the first 20 listed)", body = ValidationErrorBody),
+        PredictionErrors,
     ),
     security((), ("api_key" = []))
 )]
 pub async fn predict(
     State(state): State<AppState>,
+    Extension(slots): Extension<Slots>,
     _: Authorized,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
+    let _slot = slots.take()?;
     let model = state.model();
     let row = features::parse_row(model.features(), &body)?;
     let positive = model.decide(&row)?[0];
@@ -54,21 +52,19 @@ pub async fn predict(
     request_body(content = BatchRequest, description = "Rows of features, at most MAX_BATCH_ROWS"),
     responses(
         (status = 200, description = "One prediction per row, in order", body = BatchResponse),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or wrong API key (when API_KEY is set)", body = ErrorBody),
         (status = 413, description = "Body over the limit, or more rows than MAX_BATCH_ROWS", body = ErrorBody),
-        (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 422, description = "Invalid rows; each error's loc holds the row index", body = ValidationErrorBody),
-        (status = 408, description = "Slower than REQUEST_TIMEOUT_SECS (body included)", body = ErrorBody),
-        (status = 429, description = "Too many requests in flight", body = ErrorBody),
+        (status = 422, description = "Invalid rows; each error's loc holds the row index (the first 20 listed)", body = ValidationErrorBody),
+        PredictionErrors,
     ),
     security((), ("api_key" = []))
 )]
 pub async fn predict_batch(
     State(state): State<AppState>,
+    Extension(slots): Extension<Slots>,
     _: Authorized,
     JsonBody(body): JsonBody,
 ) -> Result<Json<BatchResponse>, ApiError> {
+    let _slot = slots.take()?;
     let model = state.model();
     let values = features::parse_batch(model.features(), &body, state.limits().batch_rows)?;
     let predictions = model
@@ -101,6 +97,7 @@ pub async fn info(State(state): State<AppState>) -> Json<InfoResponse> {
             loaded_at: served.loaded_at.clone(),
             trained_with: a.ml_serving_version.clone(),
         },
+        sample: a.sample.clone(),
         ml_serving_version: env!("CARGO_PKG_VERSION").to_string(),
     })
 }
@@ -155,6 +152,31 @@ pub async fn not_found(uri: Uri) -> ApiError {
 
 pub async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+/// The error answers the named-field prediction routes share, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // never built: it only describes answers
+pub enum PredictionErrors {
+    #[response(status = 400, description = "Malformed JSON")]
+    Malformed(ErrorBody),
+    #[response(
+        status = 401,
+        description = "Missing or wrong API key (when API_KEY is set)"
+    )]
+    Unauthorized(ErrorBody),
+    #[response(
+        status = 408,
+        description = "Slower than REQUEST_TIMEOUT_SECS (body included)"
+    )]
+    Timeout(ErrorBody),
+    #[response(status = 415, description = "Not application/json")]
+    UnsupportedMediaType(ErrorBody),
+    #[response(
+        status = 429,
+        description = "MAX_IN_FLIGHT predictions already computing"
+    )]
+    Overloaded(ErrorBody),
 }
 
 /// Placeholder types for the OpenAPI document: the real schemas are built from the live

@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use metrics::Counter;
 use ndarray::ArrayView2;
 
-use crate::artifact::{ArtifactError, LoadedModel};
+use crate::artifact::{ArtifactError, ArtifactProblem, LoadedModel};
 use crate::pipeline::Votes;
 use crate::wire::PredictResponse;
 
@@ -43,7 +43,7 @@ impl ServedModel {
             bodies: [body(false), body(true)],
             predictions: [counter(false), counter(true)],
             name,
-            loaded_at: super::now_rfc3339(),
+            loaded_at: crate::clock::now_rfc3339(),
             model,
         }
     }
@@ -102,6 +102,8 @@ impl ServedModel {
 pub struct Limits {
     pub body_bytes: usize,
     pub batch_rows: usize,
+    /// The largest model artifact, compressed or inflated (`MAX_MODEL_BYTES`).
+    pub model_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -131,7 +133,7 @@ impl AppState {
             model_path,
             name_override,
             limits,
-            api_key: api_key.filter(|k| !k.is_empty()),
+            api_key,
             shutting_down: AtomicBool::new(false),
         }))
     }
@@ -163,12 +165,37 @@ impl AppState {
     }
 
     /// Loads and checks the artifact at the model path again and, if it is good and differs
-    /// from the live one, swaps it in. A bad file leaves the live model serving.
+    /// from the live one, swaps it in. A bad file leaves the live model serving, and so does
+    /// a model with other features or labels: every client of the live one would get 422s,
+    /// and the API's documented schema would be wrong; changing those takes a restart.
     pub fn reload(&self) -> Result<ReloadOutcome, ArtifactError> {
-        let loaded = LoadedModel::load(&self.0.model_path)?;
-        if loaded.sha256 == self.model().model.sha256 {
+        let path = &self.0.model_path;
+        let loaded = LoadedModel::load_bounded(path, self.0.limits.model_bytes)?;
+        let live = self.model();
+        if loaded.sha256 == live.model.sha256 {
             return Ok(ReloadOutcome::Unchanged);
         }
+        let (old, new) = (&live.model.artifact, &loaded.artifact);
+        let refuse = |what: String| ArtifactError {
+            path: path.clone(),
+            problem: ArtifactProblem::Inconsistent(format!(
+                "{what}; a reload may not change the API (restart the server to serve it)"
+            )),
+        };
+        if new.feature_names != old.feature_names {
+            return Err(refuse(format!(
+                "its features [{}] differ from the live model's [{}]",
+                new.feature_names.join(", "),
+                old.feature_names.join(", ")
+            )));
+        }
+        if new.labels != old.labels {
+            return Err(refuse(format!(
+                "its labels ({}, {}) differ from the live model's ({}, {})",
+                new.labels.negative, new.labels.positive, old.labels.negative, old.labels.positive
+            )));
+        }
+        drop(live);
         let sha256 = loaded.sha256.clone();
         self.0.model.store(Arc::new(ServedModel::new(
             loaded,

@@ -1,6 +1,8 @@
 //! Shared helpers for the server tests: a state over the bundled model, and one-shot calls.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -58,6 +60,7 @@ impl Setup {
             Limits {
                 body_bytes: self.body_bytes,
                 batch_rows: self.batch_rows,
+                model_bytes: ml_serving::artifact::DEFAULT_MAX_MODEL_BYTES,
             },
             self.api_key.clone(),
         )
@@ -67,6 +70,24 @@ impl Setup {
         let state = self.state();
         let router = app(state.clone(), self.max_in_flight, self.timeout);
         (state, router)
+    }
+
+    /// The app and its prediction slots, for a test that holds slots itself.
+    pub fn app_and_slots(&self) -> (Router, ml_serving::server::Slots) {
+        let slots = ml_serving::server::Slots::new(self.max_in_flight);
+        let router = ml_serving::server::app_with_slots(self.state(), slots.clone(), self.timeout);
+        (router, slots)
+    }
+}
+
+/// Connection bounds for a test server: the defaults of `serve`, with this drain timeout.
+pub fn conn_settings(drain: Duration) -> ml_serving::server::ConnSettings {
+    ml_serving::server::ConnSettings {
+        max_connections: 1024,
+        header_read_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(30),
+        max_header_bytes: 16 * 1024,
+        drain_timeout: drain,
     }
 }
 

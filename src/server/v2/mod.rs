@@ -6,15 +6,15 @@
 //! (what the model metadata lists), or one tensor `"input-0"` of shape `[N, width]` whose columns
 //! are the features in the metadata's order. Both take FP64 or FP32 data, nested or flat.
 
-use axum::Json;
 use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::routing::{any, get, post};
+use axum::{Extension, Json};
 
 use super::error::ApiError;
-use super::extract::{Authorized, JsonBody};
+use super::extract::{Authorized, JsonBody, Slots};
 use super::state::{AppState, ServedModel};
 
 /// The server's name in `GET /v2`.
@@ -256,11 +256,13 @@ fn run_inference(
     state: &AppState,
     name: &str,
     version: Option<&str>,
+    slots: &Slots,
     body: Result<JsonBody, ApiError>,
 ) -> Result<Json<InferenceResponse>, V2Error> {
     let model = state.model();
     check_model(&model, name, version)?;
     let JsonBody(bytes) = body?;
+    let _slot = slots.take()?;
     let request: InferenceRequest = serde_json::from_slice(&bytes).map_err(|e| json_error(&e))?;
     let selected = select_outputs(&request)?;
     let values = read_inputs(model.features(), &request.inputs, state.limits().batch_rows)?;
@@ -324,12 +326,13 @@ fn run_inference(
 )]
 pub async fn infer(
     State(state): State<AppState>,
+    Extension(slots): Extension<Slots>,
     _: Authorized,
     path: Result<Path<String>, PathRejection>,
     body: Result<JsonBody, ApiError>,
 ) -> Result<Json<InferenceResponse>, V2Error> {
     let Path(name) = path.map_err(path_error)?;
-    run_inference(&state, &name, None, body)
+    run_inference(&state, &name, None, &slots, body)
 }
 
 /// Predict a batch from V2 tensors, naming the model's version.
@@ -356,12 +359,13 @@ pub async fn infer(
 )]
 pub async fn infer_version(
     State(state): State<AppState>,
+    Extension(slots): Extension<Slots>,
     _: Authorized,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<JsonBody, ApiError>,
 ) -> Result<Json<InferenceResponse>, V2Error> {
     let Path((name, version)) = path.map_err(path_error)?;
-    run_inference(&state, &name, Some(&version), body)
+    run_inference(&state, &name, Some(&version), &slots, body)
 }
 
 async fn unknown_route(uri: Uri) -> V2Error {

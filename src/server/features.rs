@@ -4,26 +4,89 @@
 
 use std::fmt;
 
+use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize};
 
-/// One step of an error's location: an object key or an array index.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub enum Loc {
-    Key(String),
-    Index(usize),
+pub use crate::wire::{FieldError, Loc};
+
+/// The visitor methods of every JSON scalar, for a seed that wants something else: each calls
+/// `$reject(self, kind)` with what the value turned out to be, and accepts it as `()`.
+macro_rules! scalars_are_wrong {
+    (|$this:ident, $kind:ident| $reject:expr) => {
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            let ($this, $kind) = (self, "a string");
+            $reject;
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            let ($this, $kind) = (self, "a number");
+            $reject;
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            let ($this, $kind) = (self, "a number");
+            $reject;
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            let ($this, $kind) = (self, "a number");
+            $reject;
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            let ($this, $kind) = (self, "a boolean");
+            $reject;
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            let ($this, $kind) = (self, "null");
+            $reject;
+            Ok(())
+        }
+    };
 }
 
-/// One invalid field, in FastAPI's shape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct FieldError {
-    /// Where: `["body", "area_se"]`, or `["body", 3, "area_se"]` for a batch row.
-    #[schema(value_type = Vec<serde_json::Value>)]
-    pub loc: Vec<Loc>,
-    pub msg: String,
-    #[serde(rename = "type")]
-    pub kind: String,
+/// The most errors one answer lists; the rest are counted in one last entry. A body of
+/// repeated bad keys must not turn into an answer many times its size.
+pub const MAX_LISTED_ERRORS: usize = 20;
+/// The longest key echoed back in an error's `loc`; longer ones are cut.
+const MAX_ECHOED_KEY_CHARS: usize = 64;
+
+/// The errors of one body: the first [`MAX_LISTED_ERRORS`], and a count of the rest.
+#[derive(Debug, Default)]
+struct ErrorList {
+    listed: Vec<FieldError>,
+    unlisted: usize,
+    /// Whether an unknown-field error already lists the model's features.
+    features_listed: bool,
+}
+
+impl ErrorList {
+    fn push(&mut self, error: impl FnOnce() -> FieldError) {
+        if self.listed.len() < MAX_LISTED_ERRORS {
+            self.listed.push(error());
+        } else {
+            self.unlisted += 1;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.listed.is_empty()
+    }
+
+    fn into_vec(mut self) -> Vec<FieldError> {
+        if self.unlisted > 0 {
+            self.listed.push(field_error(
+                vec![Loc::Key("body".to_string())],
+                "too_many_errors",
+                format!(
+                    "{} more error(s) not listed (at most {MAX_LISTED_ERRORS} are)",
+                    self.unlisted
+                ),
+            ));
+        }
+        self.listed
+    }
 }
 
 /// Why a body could not be turned into rows.
@@ -41,7 +104,7 @@ pub enum RowsError {
 /// Returns the values in `names` order.
 pub fn parse_row(names: &[String], body: &[u8]) -> Result<Vec<f64>, RowsError> {
     let mut out = Vec::with_capacity(names.len());
-    let mut errors = Vec::new();
+    let mut errors = ErrorList::default();
     let mut de = serde_json::Deserializer::from_slice(body);
     RowSeed {
         names,
@@ -55,7 +118,7 @@ pub fn parse_row(names: &[String], body: &[u8]) -> Result<Vec<f64>, RowsError> {
     if errors.is_empty() {
         Ok(out)
     } else {
-        Err(RowsError::Invalid(errors))
+        Err(RowsError::Invalid(errors.into_vec()))
     }
 }
 
@@ -66,7 +129,7 @@ pub fn parse_batch(names: &[String], body: &[u8], max_rows: usize) -> Result<Vec
         names,
         max_rows,
         out: Vec::new(),
-        errors: Vec::new(),
+        errors: ErrorList::default(),
         too_many: false,
     };
     let mut de = serde_json::Deserializer::from_slice(body);
@@ -80,7 +143,7 @@ pub fn parse_batch(names: &[String], body: &[u8], max_rows: usize) -> Result<Vec
     if state.errors.is_empty() {
         Ok(state.out)
     } else {
-        Err(RowsError::Invalid(state.errors))
+        Err(RowsError::Invalid(state.errors.into_vec()))
     }
 }
 
@@ -89,9 +152,17 @@ fn body_loc(prefix: &[Loc], key: Option<&str>) -> Vec<Loc> {
     loc.push(Loc::Key("body".to_string()));
     loc.extend_from_slice(prefix);
     if let Some(key) = key {
-        loc.push(Loc::Key(key.to_string()));
+        loc.push(Loc::Key(echoed_key(key)));
     }
     loc
+}
+
+/// A client's key as it may appear in an error: cut to [`MAX_ECHOED_KEY_CHARS`].
+fn echoed_key(key: &str) -> String {
+    match key.char_indices().nth(MAX_ECHOED_KEY_CHARS) {
+        Some((cut, _)) => format!("{}…", &key[..cut]),
+        None => key.to_string(),
+    }
 }
 
 fn field_error(loc: Vec<Loc>, kind: &str, msg: String) -> FieldError {
@@ -166,7 +237,7 @@ struct RowSeed<'a> {
     names: &'a [String],
     prefix: &'a [Loc],
     out: &'a mut Vec<f64>,
-    errors: &'a mut Vec<FieldError>,
+    errors: &'a mut ErrorList,
 }
 
 impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
@@ -191,14 +262,22 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
         while let Some(key) = map.next_key_seed(KeySeed)? {
             let cell = map.next_value_seed(CellSeed)?;
             let Some(i) = self.names.iter().position(|n| *n == *key) else {
-                self.errors.push(field_error(
-                    body_loc(self.prefix, Some(&key)),
-                    "extra_forbidden",
-                    format!(
-                        "Unknown field; the model's features are: {}",
-                        self.names.join(", ")
-                    ),
-                ));
+                // The feature list once per answer, not once per unknown key.
+                let list = !std::mem::replace(&mut self.errors.features_listed, true);
+                self.errors.push(|| {
+                    field_error(
+                        body_loc(self.prefix, Some(&key)),
+                        "extra_forbidden",
+                        if list {
+                            format!(
+                                "Unknown field; the model's features are: {}",
+                                self.names.join(", ")
+                            )
+                        } else {
+                            "Unknown field".to_string()
+                        },
+                    )
+                });
                 continue;
             };
             let already = if width > 64 {
@@ -210,30 +289,38 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
                 was
             };
             if already {
-                self.errors.push(field_error(
-                    body_loc(self.prefix, Some(&key)),
-                    "duplicate_field",
-                    "Field given more than once".to_string(),
-                ));
+                self.errors.push(|| {
+                    field_error(
+                        body_loc(self.prefix, Some(&key)),
+                        "duplicate_field",
+                        "Field given more than once".to_string(),
+                    )
+                });
                 continue;
             }
             match cell {
-                Cell::Number(v) if !v.is_finite() => self.errors.push(field_error(
-                    body_loc(self.prefix, Some(&key)),
-                    "finite_number",
-                    "Input should be a finite number".to_string(),
-                )),
-                Cell::Number(v) if v < 0.0 => self.errors.push(field_error(
-                    body_loc(self.prefix, Some(&key)),
-                    "greater_than_equal",
-                    format!("Input should be greater than or equal to 0, got {v}"),
-                )),
+                Cell::Number(v) if !v.is_finite() => self.errors.push(|| {
+                    field_error(
+                        body_loc(self.prefix, Some(&key)),
+                        "finite_number",
+                        "Input should be a finite number".to_string(),
+                    )
+                }),
+                Cell::Number(v) if v < 0.0 => self.errors.push(|| {
+                    field_error(
+                        body_loc(self.prefix, Some(&key)),
+                        "greater_than_equal",
+                        format!("Input should be greater than or equal to 0, got {v}"),
+                    )
+                }),
                 Cell::Number(v) => self.out[start + i] = v,
-                Cell::Other(kind) => self.errors.push(field_error(
-                    body_loc(self.prefix, Some(&key)),
-                    "float_type",
-                    format!("Input should be a valid number, got {kind}"),
-                )),
+                Cell::Other(kind) => self.errors.push(|| {
+                    field_error(
+                        body_loc(self.prefix, Some(&key)),
+                        "float_type",
+                        format!("Input should be a valid number, got {kind}"),
+                    )
+                }),
             }
         }
         for (i, name) in self.names.iter().enumerate() {
@@ -243,11 +330,13 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
                 seen & (1u64 << i) != 0
             };
             if !given {
-                self.errors.push(field_error(
-                    body_loc(self.prefix, Some(name)),
-                    "missing",
-                    "Field required".to_string(),
-                ));
+                self.errors.push(|| {
+                    field_error(
+                        body_loc(self.prefix, Some(name)),
+                        "missing",
+                        "Field required".to_string(),
+                    )
+                });
             }
         }
         Ok(())
@@ -258,39 +347,18 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
         self.not_an_object("an array");
         Ok(())
     }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        self.not_an_object("a string");
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        self.not_an_object("a number");
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        self.not_an_object("a number");
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        self.not_an_object("a number");
-        Ok(())
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        self.not_an_object("a boolean");
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        self.not_an_object("null");
-        Ok(())
-    }
+    scalars_are_wrong!(|this, kind| this.not_an_object(kind));
 }
 
 impl RowSeed<'_> {
     fn not_an_object(self, kind: &str) {
-        self.errors.push(field_error(
-            body_loc(self.prefix, None),
-            "dict_type",
-            format!("Input should be an object of the model's features, got {kind}"),
-        ));
+        self.errors.push(|| {
+            field_error(
+                body_loc(self.prefix, None),
+                "dict_type",
+                format!("Input should be an object of the model's features, got {kind}"),
+            )
+        });
     }
 }
 
@@ -299,7 +367,7 @@ struct BatchState<'a> {
     names: &'a [String],
     max_rows: usize,
     out: Vec<f64>,
-    errors: Vec<FieldError>,
+    errors: ErrorList,
     too_many: bool,
 }
 
@@ -339,58 +407,41 @@ impl<'de> Visitor<'de> for BatchSeed<'_, '_> {
                 })?;
             } else {
                 map.next_value::<IgnoredAny>()?;
-                state.errors.push(field_error(
-                    vec![Loc::Key("body".to_string()), Loc::Key(key.into_owned())],
-                    "extra_forbidden",
-                    "Unknown field; a batch object holds only \"rows\"".to_string(),
-                ));
+                state.errors.push(|| {
+                    field_error(
+                        vec![Loc::Key("body".to_string()), Loc::Key(key.into_owned())],
+                        "extra_forbidden",
+                        "Unknown field; a batch object holds only \"rows\"".to_string(),
+                    )
+                });
             }
         }
         if !rows_seen {
-            state.errors.push(field_error(
-                vec![Loc::Key("body".to_string()), Loc::Key("rows".to_string())],
-                "missing",
-                "Field required".to_string(),
-            ));
+            state.errors.push(|| {
+                field_error(
+                    vec![Loc::Key("body".to_string()), Loc::Key("rows".to_string())],
+                    "missing",
+                    "Field required".to_string(),
+                )
+            });
         }
         Ok(())
     }
 
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        self.0.not_a_batch("a string");
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        self.0.not_a_batch("a number");
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        self.0.not_a_batch("a number");
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        self.0.not_a_batch("a number");
-        Ok(())
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        self.0.not_a_batch("a boolean");
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        self.0.not_a_batch("null");
-        Ok(())
-    }
+    scalars_are_wrong!(|this, kind| this.0.not_a_batch(kind));
 }
 
 impl BatchState<'_> {
     fn not_a_batch(&mut self, kind: &str) {
-        self.errors.push(field_error(
-            vec![Loc::Key("body".to_string())],
-            "list_type",
-            format!(
-                "Input should be an array of rows or an object {{\"rows\": [...]}}, got {kind}"
-            ),
-        ));
+        self.errors.push(|| {
+            field_error(
+                vec![Loc::Key("body".to_string())],
+                "list_type",
+                format!(
+                    "Input should be an array of rows or an object {{\"rows\": [...]}}, got {kind}"
+                ),
+            )
+        });
     }
 }
 
@@ -445,11 +496,13 @@ impl<'de> Visitor<'de> for RowsSeed<'_, '_> {
         }
         if index == 0 {
             prefix.pop();
-            state.errors.push(field_error(
-                body_loc(&prefix, None),
-                "too_short",
-                "Input should hold at least 1 row".to_string(),
-            ));
+            state.errors.push(|| {
+                field_error(
+                    body_loc(&prefix, None),
+                    "too_short",
+                    "Input should hold at least 1 row".to_string(),
+                )
+            });
         }
         Ok(())
     }
@@ -459,30 +512,7 @@ impl<'de> Visitor<'de> for RowsSeed<'_, '_> {
         self.not_rows("an object");
         Ok(())
     }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        self.not_rows("a string");
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        self.not_rows("a number");
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        self.not_rows("a number");
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        self.not_rows("a number");
-        Ok(())
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        self.not_rows("a boolean");
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        self.not_rows("null");
-        Ok(())
-    }
+    scalars_are_wrong!(|this, kind| this.not_rows(kind));
 }
 
 impl RowsSeed<'_, '_> {
@@ -492,10 +522,12 @@ impl RowsSeed<'_, '_> {
             .map(|p| Loc::Key(p.to_string()))
             .into_iter()
             .collect();
-        self.state.errors.push(field_error(
-            body_loc(&prefix, None),
-            "list_type",
-            format!("Input should be an array of rows, got {kind}"),
-        ));
+        self.state.errors.push(|| {
+            field_error(
+                body_loc(&prefix, None),
+                "list_type",
+                format!("Input should be an array of rows, got {kind}"),
+            )
+        });
     }
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Container tests (issue 5), each a real docker command against the engine.
+"""Container tests, each a real docker command against the engine.
 
-    scripts/docker-test            # all seven
-    scripts/docker-test 2 4        # a subset (the image is always built first)
+    scripts/docker-test.py            # all seven
+    scripts/docker-test.py 2 4        # a subset (the image is always built first)
 
 1. the image builds (offline, scripts/docker-build); size printed, fails above 25 MB
 2. docker run: /health, /ready, /info, /predict from the host; non-root; health check healthy

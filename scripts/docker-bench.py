@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Benchmark the ml-serving image: size, cold start, idle memory (issue 5's goals in brackets).
+"""Benchmark the ml-serving image: size, cold start, idle memory (the goals in brackets).
 
-    scripts/docker-bench                  # the image ml-serving:latest (scripts/docker-build makes it)
-    scripts/docker-bench --image NAME     # another image
-    scripts/docker-bench --runs 9         # cold starts to take the median of (default 5)
+    scripts/docker-bench.py                  # the image ml-serving:latest (scripts/docker-build makes it)
+    scripts/docker-bench.py --image NAME     # another image
+    scripts/docker-bench.py --runs 9         # cold starts to take the median of (default 5)
 
 - image size, as `docker image inspect` reports it            [under 15 MB]
 - cold start: from `docker run -d` to the first correct /predict answer, median of N fresh

@@ -1,0 +1,387 @@
+//! Connections: accepting under a cap, the header-read and idle timeouts of each connection,
+//! and the graceful drain. hyper's HTTP/1 server under our own accept loop, because
+//! `axum::serve` offers none of these bounds.
+//!
+//! A connection is *busy* while one of its requests is being handled, and *waiting* otherwise.
+//! A waiting connection that has received nothing for `idle_timeout` is closed; one that has
+//! started sending a request head must complete it within `header_read_timeout` of its first
+//! byte. Once a head is complete, the request's own timeout (the prediction routes') applies.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use pin_project_lite::pin_project;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::Service;
+
+/// The connection-level bounds; every field is a setting of `serve`.
+#[derive(Debug, Clone)]
+pub struct ConnSettings {
+    /// Connections open at once; more wait in the kernel's backlog until one closes.
+    pub max_connections: usize,
+    /// From the first byte of a request head to its end.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in progress and nothing received is closed after this.
+    pub idle_timeout: Duration,
+    /// The largest request head (request line and headers); larger ones get 431.
+    pub max_header_bytes: usize,
+    /// How long requests in flight may take to finish once the server stops.
+    pub drain_timeout: Duration,
+}
+
+/// hyper's smallest read buffer: a head limit below it would be refused by hyper.
+pub const MIN_HEADER_BYTES: usize = 8192;
+
+/// Serves `app` on `listener` until `stop` is cancelled, then stops accepting and drains: a
+/// connection mid-request finishes it, any other closes at once; after `drain_timeout` the rest
+/// are dropped.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    stop: CancellationToken,
+    settings: ConnSettings,
+) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
+    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    let tracker = TaskTracker::new();
+    let finish = CancellationToken::new();
+    loop {
+        let permit = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        let stream = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // Out of file descriptors and the like: wait a moment instead of spinning.
+                    tracing::warn!(error = %err, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        tracker.spawn(connection(
+            stream,
+            app.clone(),
+            settings.clone(),
+            finish.clone(),
+            permit,
+        ));
+    }
+    drop(listener);
+    finish.cancel();
+    tracker.close();
+    if tokio::time::timeout(settings.drain_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            drain_secs = settings.drain_timeout.as_secs_f64(),
+            connections = tracker.len(),
+            "drain timeout: closing the connections still open"
+        );
+    }
+    Ok(())
+}
+
+/// Milliseconds since the first call: a clock that fits in an atomic.
+fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// What a connection's watchdog needs to know, shared with its reader and its service.
+#[derive(Debug, Default)]
+struct Activity {
+    /// Requests being handled (0 or 1 for HTTP/1).
+    busy: AtomicUsize,
+    /// When the connection last became waiting (opened, or its last request answered).
+    waiting_since: AtomicU64,
+    /// When the first byte of the next request head arrived; 0 while none has.
+    head_started: AtomicU64,
+    /// Wakes the watchdog when a head starts: its deadline moves closer.
+    head_began: tokio::sync::Notify,
+}
+
+/// Why the watchdog closes a connection, if it does.
+enum Verdict {
+    Keep { recheck: Duration },
+    Close(&'static str),
+}
+
+impl Activity {
+    fn new() -> Self {
+        let activity = Self::default();
+        activity.waiting_since.store(now_ms(), Ordering::Relaxed);
+        activity
+    }
+
+    fn is_waiting(&self) -> bool {
+        self.busy.load(Ordering::Relaxed) == 0
+    }
+
+    fn on_read(&self) {
+        if self.is_waiting() && self.head_started.load(Ordering::Relaxed) == 0 {
+            self.head_started.store(now_ms().max(1), Ordering::Relaxed);
+            self.head_began.notify_one();
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> RequestGuard {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        self.head_started.store(0, Ordering::Relaxed);
+        RequestGuard(self.clone())
+    }
+
+    fn verdict(&self, settings: &ConnSettings) -> Verdict {
+        let poll_busy = settings.header_read_timeout.min(settings.idle_timeout);
+        if !self.is_waiting() {
+            return Verdict::Keep { recheck: poll_busy };
+        }
+        let now = now_ms();
+        let (since, limit, reason) = match self.head_started.load(Ordering::Relaxed) {
+            0 => (
+                self.waiting_since.load(Ordering::Relaxed),
+                settings.idle_timeout,
+                "idle_timeout",
+            ),
+            started => (started, settings.header_read_timeout, "header_timeout"),
+        };
+        let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        let elapsed = now.saturating_sub(since);
+        if elapsed >= limit_ms {
+            Verdict::Close(reason)
+        } else {
+            Verdict::Keep {
+                recheck: Duration::from_millis(limit_ms - elapsed),
+            }
+        }
+    }
+}
+
+/// One request in progress on a connection; dropped when its response is ready (or the
+/// request is abandoned).
+struct RequestGuard(Arc<Activity>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.0.waiting_since.store(now_ms(), Ordering::Relaxed);
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pin_project! {
+    /// The socket, noting when bytes arrive while the connection waits for a request head.
+    struct Watched {
+        #[pin]
+        inner: TcpStream,
+        activity: Arc<Activity>,
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let result = this.inner.poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.on_read();
+        }
+        result
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Whether a request's body has been read to its end.
+#[derive(Debug, Default)]
+struct BodyProgress(std::sync::atomic::AtomicBool);
+
+impl BodyProgress {
+    fn set_finished(&self, finished: bool) {
+        self.0.store(finished, Ordering::Relaxed);
+    }
+    fn is_finished(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+pin_project! {
+    /// A request body that records when it has been read to its end.
+    struct Tracked {
+        #[pin]
+        inner: Incoming,
+        progress: Arc<BodyProgress>,
+    }
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        let frame = this.inner.as_mut().poll_frame(cx);
+        if matches!(frame, Poll::Ready(None)) || this.inner.is_end_stream() {
+            this.progress.set_finished(true);
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// One connection, from accept to close.
+async fn connection(
+    stream: TcpStream,
+    app: Router,
+    settings: Arc<ConnSettings>,
+    finish: CancellationToken,
+    _slot: OwnedSemaphorePermit,
+) {
+    let _ = stream.set_nodelay(true);
+    let open = OpenConnection::start();
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Watched {
+        inner: stream,
+        activity: activity.clone(),
+    });
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let guard = activity.begin();
+            let body = Arc::new(BodyProgress::default());
+            let req = req.map(|incoming| {
+                body.set_finished(http_body::Body::is_end_stream(&incoming));
+                Body::new(Tracked {
+                    inner: incoming,
+                    progress: body.clone(),
+                })
+            });
+            let answer = app.clone().call(req);
+            async move {
+                let mut response = answer.await;
+                drop(guard);
+                // Answered before the body was read (401, 413, 415, ...): hyper will close the
+                // connection rather than read the rest, so say so, or the client's next request
+                // on it fails.
+                if let Ok(response) = response.as_mut()
+                    && !body.is_finished()
+                {
+                    response.headers_mut().insert(
+                        axum::http::header::CONNECTION,
+                        axum::http::HeaderValue::from_static("close"),
+                    );
+                }
+                response
+            }
+        })
+    };
+    let conn = hyper::server::conn::http1::Builder::new()
+        // A client that half-closes after sending its request still gets the answer.
+        .half_close(true)
+        .max_buf_size(settings.max_header_bytes.max(MIN_HEADER_BYTES))
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut draining = false;
+    let reason = loop {
+        let recheck = match activity.verdict(&settings) {
+            Verdict::Close(reason) => break reason,
+            Verdict::Keep { recheck } => recheck,
+        };
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(err) = result {
+                    tracing::debug!(error = %err, "connection ended with an error");
+                }
+                break "closed";
+            }
+            () = tokio::time::sleep(recheck) => {}
+            () = activity.head_began.notified() => {}
+            () = finish.cancelled(), if !draining => {
+                draining = true;
+                if activity.is_waiting() {
+                    break "shutdown";
+                }
+                // Finish the request in progress, then close.
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    };
+    open.close(reason);
+}
+
+/// `http_connections_open`, and `http_connections_closed_total` by reason when it ends.
+struct OpenConnection(metrics::Gauge);
+
+impl OpenConnection {
+    fn start() -> Self {
+        let gauge = metrics::gauge!("http_connections_open");
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+
+    fn close(self, reason: &'static str) {
+        metrics::counter!("http_connections_closed_total", "reason" => reason).increment(1);
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
