@@ -8,6 +8,7 @@ pub mod clock;
 pub mod dataset;
 pub mod evaluate;
 pub mod grpc_proto;
+pub mod model;
 pub mod onnx;
 pub mod pipeline;
 pub mod score;

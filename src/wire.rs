@@ -35,10 +35,26 @@ pub struct PredictResponse {
     pub prediction: u8,
 }
 
+/// The answer for one row of any model: a class (`{"label": "M", "prediction": 1}`, where
+/// `prediction` is the model's own label: 0/1 for ours, the integer or string an ONNX
+/// classifier outputs) or a regression value (`{"prediction": 12.5}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Answer {
+    Class {
+        label: String,
+        #[schema(value_type = Object)]
+        prediction: serde_json::Value,
+    },
+    Value {
+        prediction: f64,
+    },
+}
+
 /// The answers for a batch, in the order of its rows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BatchResponse {
-    pub predictions: Vec<PredictResponse>,
+    pub predictions: Vec<Answer>,
 }
 
 /// `GET /health`: the process is alive.
@@ -62,15 +78,20 @@ pub struct LabelsInfo {
 /// Where the live model came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ArtifactInfo {
+    /// `ml-serving` (an artifact of ours) or `onnx`.
+    pub kind: String,
     pub path: String,
-    /// SHA-256 of the artifact file.
+    /// SHA-256 of the model file.
     pub sha256: String,
-    pub format_version: u32,
-    /// When the artifact was trained (RFC 3339).
-    pub created_at: String,
+    /// Our artifact's format version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format_version: Option<u32>,
+    /// When our artifact was trained (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
     /// When this server loaded it (RFC 3339).
     pub loaded_at: String,
-    /// The ml-serving version that trained it.
+    /// The ml-serving version that trained it; for ONNX, the producer (e.g. `skl2onnx 1.20.0`).
     pub trained_with: String,
 }
 
@@ -85,10 +106,13 @@ pub struct InfoResponse {
     pub version: String,
     /// Feature names, in the order the model takes them.
     pub features: Vec<String>,
-    pub labels: LabelsInfo,
-    /// Metrics measured on the held-out rows at training time.
+    /// Class labels by prediction index (`{"0": "B", "1": "M"}`); empty for a regression, or
+    /// an ONNX model whose sidecar names none.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Metrics measured on the held-out rows at training time (our artifacts).
     #[schema(value_type = Object)]
-    pub metrics: HeldOutMetrics,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<HeldOutMetrics>,
     pub artifact: ArtifactInfo,
     /// A row the model was checked with at load, in `features` order (what `predict` sends by default).
     pub sample: Vec<f64>,

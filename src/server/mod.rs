@@ -34,7 +34,7 @@ pub use openapi::document as openapi_document;
 pub use reload::reload_now;
 pub use state::{AppState, Limits, ReloadOutcome, ServedModel};
 
-use crate::artifact::{DEFAULT_MODEL_PATH, LoadedModel};
+use crate::artifact::DEFAULT_MODEL_PATH;
 
 /// Serve a model artifact over HTTP.
 #[derive(Debug, Clone, clap::Args)]
@@ -247,7 +247,7 @@ impl ServeArgs {
 
     /// Loads and checks the model, and builds the shared state.
     pub fn state(&self, settings: &Settings) -> anyhow::Result<AppState> {
-        let model = LoadedModel::load_bounded(&self.model_path, self.max_model_bytes)?;
+        let model = crate::model::Model::load(&self.model_path, self.max_model_bytes)?;
         Ok(AppState::new(
             ServedModel::new(model, self.model_name.as_deref()),
             self.model_path.clone(),
@@ -287,7 +287,7 @@ pub fn app_with_slots(state: AppState, slots: Slots, request_timeout: Duration) 
 /// request in a span holding its id.
 fn router(state: AppState, slots: Slots, request_timeout: Duration, access_log: bool) -> Router {
     let model = state.model();
-    let doc = openapi::document(model.features(), &model.model.artifact.sample);
+    let doc = openapi::document(model.features(), model.model.sample());
     drop(model);
     // The timeout covers the body and the computation; the in-flight slot is taken only once
     // the body is in (`Slots`), so a client still uploading never holds one. /predict and the
@@ -410,9 +410,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             tracing::info!(
                 address = %local,
                 model = %model.name,
-                version = %model.model.artifact.version,
+                kind = model.model.kind(),
+                version = %model.model.version(),
                 path = %args.model_path.display(),
-                sha256 = %model.model.sha256,
+                sha256 = %model.model.sha256(),
                 "listening"
             );
         }

@@ -38,9 +38,9 @@ use super::{routes, v2};
     components(schemas(
         wire::PredictResponse,
         wire::BatchResponse,
+        wire::Answer,
         wire::HealthResponse,
         wire::InfoResponse,
-        wire::LabelsInfo,
         wire::ArtifactInfo,
         wire::ValidationErrorBody,
         wire::FieldError,

@@ -6,9 +6,10 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
 use super::features;
+use crate::model::Model;
 use crate::wire::{
-    ArtifactInfo, BatchResponse, ErrorBody, HealthResponse, InfoResponse, LabelsInfo,
-    PredictResponse, ValidationErrorBody,
+    ArtifactInfo, BatchResponse, ErrorBody, HealthResponse, InfoResponse, PredictResponse,
+    ValidationErrorBody,
 };
 
 use super::error::ApiError;
@@ -37,12 +38,11 @@ pub async fn predict(
     let _slot = slots.take()?;
     let model = state.model();
     let row = features::parse_row(model.features(), &body)?;
-    let positive = model.decide(&row)?[0];
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        model.answer_body(positive),
-    )
-        .into_response())
+    if let Some(body) = model.native_answer_body(&row)? {
+        return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
+    }
+    let answer = model.answers(&row)?.pop();
+    Ok(Json(answer).into_response())
 }
 
 /// Predict many rows: a JSON array of rows, or `{"rows": [...]}`.
@@ -67,11 +67,7 @@ pub async fn predict_batch(
     let _slot = slots.take()?;
     let model = state.model();
     let values = features::parse_batch(model.features(), &body, state.limits().batch_rows)?;
-    let predictions = model
-        .decide(&values)?
-        .into_iter()
-        .map(|positive| model.answer(positive))
-        .collect();
+    let predictions = model.answers(&values)?;
     Ok(Json(BatchResponse { predictions }))
 }
 
@@ -79,25 +75,47 @@ pub async fn predict_batch(
 #[utoipa::path(get, path = "/info", responses((status = 200, body = InfoResponse)))]
 pub async fn info(State(state): State<AppState>) -> Json<InfoResponse> {
     let served = state.model();
-    let a = &served.model.artifact;
+    let model = &served.model;
+    let (metrics, format_version, created_at, trained_with) = match model {
+        Model::Native(m) => (
+            Some(m.artifact.metrics.clone()),
+            Some(m.artifact.format_version),
+            Some(m.artifact.created_at.clone()),
+            m.artifact.ml_serving_version.clone(),
+        ),
+        Model::Onnx(m) => {
+            let meta = m.graph.metadata();
+            (
+                None,
+                None,
+                None,
+                format!("{} {}", meta.producer_name, meta.producer_version)
+                    .trim()
+                    .to_string(),
+            )
+        }
+    };
     Json(InfoResponse {
         name: served.name.clone(),
-        version: a.version.clone(),
-        features: a.feature_names.clone(),
-        labels: LabelsInfo {
-            negative: a.labels.negative.clone(),
-            positive: a.labels.positive.clone(),
-        },
-        metrics: a.metrics.clone(),
+        version: model.version().to_string(),
+        features: model.features().to_vec(),
+        labels: model
+            .classes()
+            .into_iter()
+            .enumerate()
+            .map(|(i, label)| (i.to_string(), label))
+            .collect(),
+        metrics,
         artifact: ArtifactInfo {
-            path: served.model.path.display().to_string(),
-            sha256: served.model.sha256.clone(),
-            format_version: a.format_version,
-            created_at: a.created_at.clone(),
+            kind: model.kind().to_string(),
+            path: model.path().display().to_string(),
+            sha256: model.sha256().to_string(),
+            format_version,
+            created_at,
             loaded_at: served.loaded_at.clone(),
-            trained_with: a.ml_serving_version.clone(),
+            trained_with,
         },
-        sample: a.sample.clone(),
+        sample: model.sample().to_vec(),
         ml_serving_version: env!("CARGO_PKG_VERSION").to_string(),
     })
 }

@@ -10,8 +10,8 @@ use axum::body::Bytes;
 use metrics::Counter;
 use ndarray::ArrayView2;
 
-use crate::artifact::{ArtifactError, ArtifactProblem, LoadedModel};
-use crate::pipeline::Votes;
+use crate::artifact::{ArtifactError, ArtifactProblem};
+use crate::model::{Answer, Model, ModelError};
 use crate::wire::PredictResponse;
 
 use super::error::ApiError;
@@ -19,81 +19,96 @@ use super::error::ApiError;
 /// A checked model as the server serves it, with what the hot path needs precomputed.
 #[derive(Debug)]
 pub struct ServedModel {
-    pub model: LoadedModel,
-    /// `MODEL_NAME` if set, else the artifact's name.
+    pub model: Model,
+    /// `MODEL_NAME` if set, else the model's own name.
     pub name: String,
     pub loaded_at: String,
-    /// The two possible `/predict` bodies, serialised once.
-    bodies: [Bytes; 2],
-    predictions: [Counter; 2],
+    /// Our model's two possible `/predict` bodies, serialised once (none for ONNX).
+    bodies: Vec<Bytes>,
+    /// `predictions_total` by class, for our model's two classes.
+    predictions: Vec<Counter>,
 }
 
 impl ServedModel {
-    pub fn new(model: LoadedModel, name_override: Option<&str>) -> Self {
-        let name = name_override.map_or_else(|| model.artifact.name.clone(), str::to_string);
-        let labels = &model.artifact.labels;
-        let body = |positive: bool| {
-            Bytes::from(
-                serde_json::to_vec(&Self::response_for(labels.name(positive), positive))
-                    .expect("plain data"),
-            )
+    pub fn new(model: impl Into<Model>, name_override: Option<&str>) -> Self {
+        let model = model.into();
+        let name = name_override.map_or_else(|| model.stored_name().to_string(), str::to_string);
+        let (bodies, predictions) = match &model {
+            Model::Native(m) => {
+                let labels = &m.artifact.labels;
+                let body = |positive: bool| {
+                    Bytes::from(
+                        serde_json::to_vec(&PredictResponse {
+                            label: labels.name(positive).to_string(),
+                            prediction: u8::from(positive),
+                        })
+                        .expect("plain data"),
+                    )
+                };
+                let counter = |positive: bool| metrics::counter!("predictions_total", "label" => labels.name(positive).to_string());
+                (
+                    vec![body(false), body(true)],
+                    vec![counter(false), counter(true)],
+                )
+            }
+            Model::Onnx(_) => (Vec::new(), Vec::new()),
         };
-        let counter = |positive: bool| metrics::counter!("predictions_total", "label" => labels.name(positive).to_string());
         Self {
-            bodies: [body(false), body(true)],
-            predictions: [counter(false), counter(true)],
+            bodies,
+            predictions,
             name,
             loaded_at: crate::clock::now_rfc3339(),
             model,
         }
     }
 
-    fn response_for(label: &str, positive: bool) -> PredictResponse {
-        PredictResponse {
-            label: label.to_string(),
-            prediction: u8::from(positive),
-        }
-    }
-
     pub fn features(&self) -> &[String] {
-        &self.model.artifact.feature_names
+        self.model.features()
     }
 
-    /// Rows laid out one after another in `values`, as a matrix of the model's width.
-    fn rows<'v>(&self, values: &'v [f64]) -> Result<ArrayView2<'v, f64>, ApiError> {
-        let width = self.features().len();
-        ArrayView2::from_shape((values.len() / width, width), values)
-            .map_err(|e| ApiError::Internal(format!("row layout: {e}")))
-    }
-
-    /// Every model's votes for the rows in `values`.
-    pub fn votes(&self, values: &[f64]) -> Result<Vec<Votes>, ApiError> {
-        self.model
+    /// Our model's decision for one row, as the pre-serialised `/predict` body (counted in the
+    /// metrics); `None` for a model of another kind.
+    pub fn native_answer_body(&self, row: &[f64]) -> Result<Option<Bytes>, ApiError> {
+        let Model::Native(m) = &self.model else {
+            return Ok(None);
+        };
+        let x = ArrayView2::from_shape((1, row.len()), row)
+            .map_err(|e| ApiError::Internal(format!("row layout: {e}")))?;
+        let positive = m
             .artifact
             .pipeline
-            .votes(self.rows(values)?)
-            .map_err(|e| ApiError::Internal(e.to_string()))
-    }
-
-    /// The ensemble's decision for the rows in `values` (`true` = the positive class).
-    pub fn decide(&self, values: &[f64]) -> Result<Vec<bool>, ApiError> {
-        self.model
-            .artifact
-            .pipeline
-            .predict(self.rows(values)?)
-            .map_err(|e| ApiError::Internal(e.to_string()))
-    }
-
-    /// Counts a decision in the metrics and returns its answer.
-    pub fn answer(&self, positive: bool) -> PredictResponse {
+            .predict(x)
+            .map_err(|e| ApiError::Internal(e.to_string()))?[0];
         self.predictions[usize::from(positive)].increment(1);
-        Self::response_for(self.model.artifact.labels.name(positive), positive)
+        Ok(Some(self.bodies[usize::from(positive)].clone()))
     }
 
-    /// Counts a decision in the metrics and returns its answer, already serialised.
-    pub fn answer_body(&self, positive: bool) -> Bytes {
-        self.predictions[usize::from(positive)].increment(1);
-        self.bodies[usize::from(positive)].clone()
+    /// Counts the rows in `values` in `predictions_total` by their answer (for routes that
+    /// answer with other outputs).
+    pub fn count(&self, values: &[f64]) -> Result<(), ApiError> {
+        self.answers(values).map(drop)
+    }
+
+    /// The named-field answer for each row in `values`, counted in `predictions_total`.
+    pub fn answers(&self, values: &[f64]) -> Result<Vec<Answer>, ApiError> {
+        let answers = self.model.answers(values).map_err(ApiError::Internal)?;
+        for answer in &answers {
+            if let Answer::Class { label, .. } = answer {
+                match (&self.model, self.predictions.as_slice()) {
+                    (Model::Native(m), [negative, positive]) => {
+                        if *label == m.artifact.labels.positive {
+                            positive.increment(1);
+                        } else {
+                            negative.increment(1);
+                        }
+                    }
+                    // A classifier's labels are the model's own, a bounded set.
+                    _ => metrics::counter!("predictions_total", "label" => label.clone())
+                        .increment(1),
+                }
+            }
+        }
+        Ok(answers)
     }
 }
 
@@ -168,35 +183,47 @@ impl AppState {
     /// from the live one, swaps it in. A bad file leaves the live model serving, and so does
     /// a model with other features or labels: every client of the live one would get 422s,
     /// and the API's documented schema would be wrong; changing those takes a restart.
-    pub fn reload(&self) -> Result<ReloadOutcome, ArtifactError> {
+    pub fn reload(&self) -> Result<ReloadOutcome, ModelError> {
         let path = &self.0.model_path;
-        let loaded = LoadedModel::load_bounded(path, self.0.limits.model_bytes)?;
+        let loaded = Model::load(path, self.0.limits.model_bytes)?;
         let live = self.model();
-        if loaded.sha256 == live.model.sha256 {
+        if loaded.sha256() == live.model.sha256() {
             return Ok(ReloadOutcome::Unchanged);
         }
-        let (old, new) = (&live.model.artifact, &loaded.artifact);
-        let refuse = |what: String| ArtifactError {
-            path: path.clone(),
-            problem: ArtifactProblem::Inconsistent(format!(
-                "{what}; a reload may not change the API (restart the server to serve it)"
-            )),
+        let old = &live.model;
+        let refuse = |what: String| {
+            ModelError::from(ArtifactError {
+                path: path.clone(),
+                problem: ArtifactProblem::Inconsistent(format!(
+                    "{what}; a reload may not change the API (restart the server to serve it)"
+                )),
+            })
         };
-        if new.feature_names != old.feature_names {
+        if loaded.kind() != old.kind() || loaded.outputs() != old.outputs() {
             return Err(refuse(format!(
-                "its features [{}] differ from the live model's [{}]",
-                new.feature_names.join(", "),
-                old.feature_names.join(", ")
+                "it is a {} model with outputs [{}], the live one a {} model with [{}]",
+                loaded.kind(),
+                names(loaded.outputs().iter().map(|o| o.name.as_str())),
+                old.kind(),
+                names(old.outputs().iter().map(|o| o.name.as_str()))
             )));
         }
-        if new.labels != old.labels {
+        if loaded.features() != old.features() {
             return Err(refuse(format!(
-                "its labels ({}, {}) differ from the live model's ({}, {})",
-                new.labels.negative, new.labels.positive, old.labels.negative, old.labels.positive
+                "its features [{}] differ from the live model's [{}]",
+                loaded.features().join(", "),
+                old.features().join(", ")
+            )));
+        }
+        if loaded.classes() != old.classes() {
+            return Err(refuse(format!(
+                "its labels [{}] differ from the live model's [{}]",
+                loaded.classes().join(", "),
+                old.classes().join(", ")
             )));
         }
         drop(live);
-        let sha256 = loaded.sha256.clone();
+        let sha256 = loaded.sha256().to_string();
         self.0.model.store(Arc::new(ServedModel::new(
             loaded,
             self.0.name_override.as_deref(),
@@ -209,4 +236,8 @@ impl AppState {
 pub enum ReloadOutcome {
     Unchanged,
     Swapped { sha256: String },
+}
+
+fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names.collect::<Vec<_>>().join(", ")
 }

@@ -15,9 +15,10 @@ use super::proto::model_infer_request::InferInputTensor;
 use super::proto::model_infer_response::InferOutputTensor;
 use super::proto::model_metadata_response::TensorMetadata;
 use super::proto::*;
+use crate::model::OutputSpec;
 use crate::server::ApiError;
 use crate::server::AppState;
-use crate::server::v2::{self, Output, Source, Tensor, V2Error};
+use crate::server::v2::{self, Source, Tensor, V2Error};
 
 /// The service; cheap to clone.
 #[derive(Debug, Clone)]
@@ -187,14 +188,14 @@ fn typed_source(input: &InferInputTensor) -> Result<Source<'_>, Status> {
     }
 }
 
-/// The request's outputs, in its order; all of them when it names none.
-fn outputs(request: &ModelInferRequest) -> Result<Vec<Output>, V2Error> {
+/// The request's outputs (indices into `specs`), in its order; all of them when it names none.
+fn outputs(request: &ModelInferRequest, specs: &[OutputSpec]) -> Result<Vec<usize>, V2Error> {
     if request.outputs.is_empty() {
-        return Ok(Output::ALL.to_vec());
+        return Ok((0..specs.len()).collect());
     }
-    let mut selected = Vec::with_capacity(request.outputs.len().min(Output::ALL.len()));
+    let mut selected = Vec::with_capacity(request.outputs.len().min(specs.len()));
     for out in &request.outputs {
-        let output = Output::named(&out.name)?;
+        let output = v2::output_named(specs, &out.name)?;
         if selected.contains(&output) {
             return Err(V2Error::BadRequest(format!(
                 "output {:?} is asked for twice",
@@ -246,27 +247,31 @@ impl InferenceService {
                 })
             })
             .collect::<Result<_, Status>>()?;
-        let wanted = outputs(request).map_err(|e| status(&e))?;
+        let specs = model.model.outputs();
+        let wanted = outputs(request, &specs).map_err(|e| status(&e))?;
         let values = v2::read_inputs(model.features(), &tensors, self.state.limits().batch_rows)
             .map_err(|e| status(&e))?;
         let data = v2::predict_outputs(&model, &values, &wanted).map_err(|e| status(&e))?;
-        let rows = (values.len() / model.features().len()) as i64;
+        let rows = (values.len() / model.features().len()) as u64;
         Ok(ModelInferResponse {
             model_name: model.name.clone(),
-            model_version: model.model.artifact.version.clone(),
+            model_version: model.model.version().to_string(),
             id: request.id.clone(),
             parameters: Default::default(),
             outputs: wanted
                 .iter()
-                .map(|o| InferOutputTensor {
-                    name: o.name().to_string(),
-                    datatype: o.datatype().to_string(),
-                    shape: vec![rows],
+                .map(|&o| InferOutputTensor {
+                    name: specs[o].name.clone(),
+                    datatype: specs[o].datatype.name().to_string(),
+                    shape: v2::output_shape(&specs[o], rows)
+                        .into_iter()
+                        .map(|d| i64::try_from(d).unwrap_or(i64::MAX))
+                        .collect(),
                     parameters: Default::default(),
                     contents: None,
                 })
                 .collect(),
-            raw_output_contents: data.iter().map(v2::OutputData::raw).collect(),
+            raw_output_contents: data.iter().map(v2::raw).collect(),
         })
     }
 }

@@ -6,6 +6,7 @@
 use super::error::{V2Error, bad};
 use super::tensors::{Source, Tensor, kind_of};
 use super::types::{InferenceRequest, RequestInput};
+use crate::model::OutputData;
 
 /// The request's JSON header, and the binary data after it (empty without the extension).
 pub fn split(body: &[u8], header_length: Option<usize>) -> Result<(&[u8], &[u8]), V2Error> {
@@ -103,28 +104,20 @@ pub fn tensors<'a>(
     Ok(tensors)
 }
 
-/// An output's elements.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OutputData {
-    Int64(Vec<i64>),
-    Bytes(Vec<String>),
-}
-
-impl OutputData {
-    /// The raw form: INT64 little-endian; BYTES as each element's 4-byte little-endian length,
-    /// then its bytes.
-    pub fn raw(&self) -> Vec<u8> {
-        match self {
-            Self::Int64(values) => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            Self::Bytes(values) => {
-                let mut out = Vec::with_capacity(values.iter().map(|s| 4 + s.len()).sum());
-                for s in values {
-                    // Labels are short; a label over 4 GiB cannot be loaded.
-                    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-                    out.extend_from_slice(s.as_bytes());
-                }
-                out
+/// The raw form of an output: numbers little-endian; BYTES as each element's 4-byte
+/// little-endian length, then its bytes.
+pub fn raw(data: &OutputData) -> Vec<u8> {
+    match data {
+        OutputData::Int64(values) => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        OutputData::Fp32(values) => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        OutputData::Bytes(values) => {
+            let mut out = Vec::with_capacity(values.iter().map(|s| 4 + s.len()).sum());
+            for s in values {
+                // Labels are short; a label over 4 GiB cannot be loaded.
+                out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                out.extend_from_slice(s.as_bytes());
             }
+            out
         }
     }
 }
@@ -135,11 +128,11 @@ mod tests {
 
     #[test]
     fn bytes_are_length_prefixed() {
-        let raw = OutputData::Bytes(vec!["M".into(), "".into(), "BB".into()]).raw();
-        assert_eq!(raw, b"\x01\0\0\0M\0\0\0\0\x02\0\0\0BB");
-        let raw = OutputData::Int64(vec![1, -1]).raw();
+        let bytes = raw(&OutputData::Bytes(vec!["M".into(), "".into(), "BB".into()]));
+        assert_eq!(bytes, b"\x01\0\0\0M\0\0\0\0\x02\0\0\0BB");
+        let ints = raw(&OutputData::Int64(vec![1, -1]));
         assert_eq!(
-            raw,
+            ints,
             [
                 1, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 255, 255, 255, 255
             ]

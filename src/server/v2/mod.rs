@@ -42,13 +42,14 @@ mod error;
 mod tensors;
 mod types;
 
-pub use binary::OutputData;
+pub use crate::model::OutputData;
+pub use binary::raw;
 pub use body::HEADER_LENGTH;
 use body::V2Body;
 use error::bad;
 pub use error::{V2Error, V2ErrorBody, error_body};
 use tensors::select_outputs;
-pub use tensors::{Datatype, Output, Source, Tensor, read_inputs};
+pub use tensors::{Datatype, Source, Tensor, output_named, output_shape, read_inputs};
 pub use types::*;
 
 /// The live model, if the path names it (and its version, when the path has one).
@@ -59,12 +60,12 @@ pub fn check_model(model: &ServedModel, name: &str, version: Option<&str>) -> Re
             served: model.name.clone(),
         });
     }
-    let served = &model.model.artifact.version;
+    let served = model.model.version();
     match version {
         Some(v) if v != served => Err(V2Error::UnknownVersion {
             name: name.to_string(),
             version: v.to_string(),
-            served: served.clone(),
+            served: served.to_string(),
         }),
         _ => Ok(()),
     }
@@ -130,11 +131,11 @@ pub fn metadata(
 ) -> Result<ModelMetadata, V2Error> {
     let model = state.model();
     check_model(&model, name, version)?;
-    let artifact = &model.model.artifact;
     let features = model.features();
+    let classes = model.model.classes();
     Ok(ModelMetadata {
         name: model.name.clone(),
-        versions: vec![artifact.version.clone()],
+        versions: vec![model.model.version().to_string()],
         platform: PLATFORM.to_string(),
         inputs: features
             .iter()
@@ -144,12 +145,17 @@ pub fn metadata(
                 shape: vec![-1],
             })
             .collect(),
-        outputs: Output::ALL
+        outputs: model
+            .model
+            .outputs()
             .iter()
             .map(|o| TensorMetadata {
-                name: o.name().to_string(),
-                datatype: o.datatype().to_string(),
-                shape: vec![-1],
+                name: o.name.clone(),
+                datatype: o.datatype.name().to_string(),
+                shape: match o.columns {
+                    None => vec![-1],
+                    Some(k) => vec![-1, i64::try_from(k).unwrap_or(i64::MAX)],
+                },
             })
             .collect(),
         parameters: ModelParameters {
@@ -157,8 +163,8 @@ pub fn metadata(
             batch_input_shape: format!("[-1, {}]", features.len()),
             input_datatypes: Datatype::names(),
             max_batch_rows: state.limits().batch_rows,
-            label_0: artifact.labels.negative.clone(),
-            label_1: artifact.labels.positive.clone(),
+            label_0: classes.first().cloned(),
+            label_1: classes.get(1).cloned(),
         },
     })
 }
@@ -271,29 +277,18 @@ fn json_error(err: &serde_json::Error) -> V2Error {
     }
 }
 
-/// Every output in `outputs`, for the rows in `values` (row-major, the model's width).
+/// The outputs at the indices `outputs` (into the model's outputs), for the rows in `values`
+/// (row-major, the model's width), counted in `predictions_total` as the named routes are.
 pub fn predict_outputs(
     model: &ServedModel,
     values: &[f64],
-    outputs: &[Output],
+    outputs: &[usize],
 ) -> Result<Vec<OutputData>, V2Error> {
-    let votes = model.votes(values)?;
-    let answers: Vec<_> = votes.iter().map(|v| model.answer(v.majority())).collect();
-    let vote = |pick: fn(&crate::pipeline::Votes) -> bool| {
-        OutputData::Int64(votes.iter().map(|v| i64::from(pick(v))).collect())
-    };
-    Ok(outputs
-        .iter()
-        .map(|output| match output {
-            Output::Predict => {
-                OutputData::Int64(answers.iter().map(|a| i64::from(a.prediction)).collect())
-            }
-            Output::Label => OutputData::Bytes(answers.iter().map(|a| a.label.clone()).collect()),
-            Output::LogisticVote => vote(|v| v.logistic),
-            Output::TreeVote => vote(|v| v.tree),
-            Output::SvmVote => vote(|v| v.svm),
-        })
-        .collect())
+    model.count(values)?;
+    model
+        .model
+        .run(values, outputs)
+        .map_err(|e| V2Error::Server(ApiError::Internal(e)))
 }
 
 fn run_inference(
@@ -310,10 +305,11 @@ fn run_inference(
     let _slot = slots.take()?;
     let (header, binary) = binary::split(&body.bytes, body.header_length)?;
     let request: InferenceRequest = serde_json::from_slice(header).map_err(|e| json_error(&e))?;
-    let selected = select_outputs(&request)?;
+    let specs = model.model.outputs();
+    let selected = select_outputs(&request, &specs)?;
     let tensors = binary::tensors(&request, binary, body.header_length)?;
     let values = read_inputs(model.features(), &tensors, state.limits().batch_rows)?;
-    let wanted: Vec<Output> = selected.iter().map(|(o, _)| *o).collect();
+    let wanted: Vec<usize> = selected.iter().map(|(o, _)| *o).collect();
     let data = predict_outputs(&model, &values, &wanted)?;
     let rows = (values.len() / model.features().len()) as u64;
     let mut tail: Option<Vec<u8>> = None;
@@ -322,7 +318,7 @@ fn run_inference(
         .zip(data)
         .map(|((output, binary), data)| {
             let (parameters, data) = if binary {
-                let raw = data.raw();
+                let raw = binary::raw(&data);
                 let mut parameters = serde_json::Map::new();
                 parameters.insert("binary_data_size".to_string(), raw.len().into());
                 tail.get_or_insert_with(Vec::new).extend_from_slice(&raw);
@@ -330,14 +326,16 @@ fn run_inference(
             } else {
                 let data = match data {
                     OutputData::Int64(v) => TensorData::Int64(v),
+                    OutputData::Fp32(v) => TensorData::Fp32(v),
                     OutputData::Bytes(v) => TensorData::Bytes(v),
                 };
                 (None, Some(data))
             };
+            let spec = &specs[output];
             ResponseOutput {
-                name: output.name().to_string(),
-                datatype: output.datatype().to_string(),
-                shape: vec![rows],
+                name: spec.name.clone(),
+                datatype: spec.datatype.name().to_string(),
+                shape: output_shape(spec, rows),
                 parameters,
                 data,
             }
@@ -345,7 +343,7 @@ fn run_inference(
         .collect();
     let response = InferenceResponse {
         model_name: model.name.clone(),
-        model_version: model.model.artifact.version.clone(),
+        model_version: model.model.version().to_string(),
         id: request.id,
         outputs,
     };

@@ -7,61 +7,24 @@ use serde_json::Value;
 use super::BATCH_INPUT;
 use super::error::*;
 use super::types::*;
+use crate::model::OutputSpec;
 
-/// What the model answers for each row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
-    /// The ensemble's decision, 0 or 1.
-    Predict,
-    /// Its class name.
-    Label,
-    /// Each sub-model's vote for the positive class, 0 or 1.
-    LogisticVote,
-    TreeVote,
-    SvmVote,
+/// The index of the model's output called `name` (in `specs`), or a 400 listing its outputs.
+pub fn output_named(specs: &[OutputSpec], name: &str) -> Result<usize, V2Error> {
+    specs.iter().position(|o| o.name == name).ok_or_else(|| {
+        let names: Vec<&str> = specs.iter().map(|o| o.name.as_str()).collect();
+        bad(format!(
+            "unknown output {name:?}; this model's outputs are: {}",
+            names.join(", ")
+        ))
+    })
 }
 
-impl Output {
-    pub const ALL: [Self; 5] = [
-        Self::Predict,
-        Self::Label,
-        Self::LogisticVote,
-        Self::TreeVote,
-        Self::SvmVote,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Predict => "predict",
-            Self::Label => "label",
-            Self::LogisticVote => "logistic_vote",
-            Self::TreeVote => "tree_vote",
-            Self::SvmVote => "svm_vote",
-        }
-    }
-
-    pub fn datatype(self) -> &'static str {
-        match self {
-            Self::Label => "BYTES",
-            _ => "INT64",
-        }
-    }
-
-    fn names() -> String {
-        Self::ALL.map(Self::name).join(", ")
-    }
-
-    /// The output this name means, or a 400 listing the outputs.
-    pub fn named(name: &str) -> Result<Self, V2Error> {
-        Self::ALL
-            .into_iter()
-            .find(|o| o.name() == name)
-            .ok_or_else(|| {
-                bad(format!(
-                    "unknown output {name:?}; this model's outputs are: {}",
-                    Self::names()
-                ))
-            })
+/// An output's shape for `rows` rows: `[N]` or `[N, k]`.
+pub fn output_shape(spec: &OutputSpec, rows: u64) -> Vec<u64> {
+    match spec.columns {
+        None => vec![rows],
+        Some(k) => vec![rows, k as u64],
     }
 }
 
@@ -84,7 +47,10 @@ pub(super) fn flag(
 /// The outputs a request asks for, in its order (all of them when it names none), each with
 /// whether it is wanted as binary tensor data: the output's `binary_data` parameter, else the
 /// request's `binary_data_output`.
-pub(super) fn select_outputs(request: &InferenceRequest) -> Result<Vec<(Output, bool)>, V2Error> {
+pub(super) fn select_outputs(
+    request: &InferenceRequest,
+    specs: &[OutputSpec],
+) -> Result<Vec<(usize, bool)>, V2Error> {
     let all_binary = flag(
         request.parameters.as_ref(),
         "binary_data_output",
@@ -92,11 +58,11 @@ pub(super) fn select_outputs(request: &InferenceRequest) -> Result<Vec<(Output, 
     )?
     .unwrap_or(false);
     let Some(wanted) = request.outputs.as_deref().filter(|o| !o.is_empty()) else {
-        return Ok(Output::ALL.map(|o| (o, all_binary)).to_vec());
+        return Ok((0..specs.len()).map(|o| (o, all_binary)).collect());
     };
-    let mut selected: Vec<(Output, bool)> = Vec::with_capacity(wanted.len());
+    let mut selected: Vec<(usize, bool)> = Vec::with_capacity(wanted.len().min(specs.len()));
     for out in wanted {
-        let output = Output::named(&out.name)?;
+        let output = output_named(specs, &out.name)?;
         if selected.iter().any(|(o, _)| *o == output) {
             return Err(bad(format!("output {:?} is asked for twice", out.name)));
         }

@@ -57,12 +57,14 @@ pub struct ModelParameters {
     pub input_datatypes: String,
     /// Most rows in one request (`MAX_BATCH_ROWS`; 413 above it).
     pub max_batch_rows: usize,
-    /// The `label` of `predict` = 0.
+    /// The `label` of `predict` = 0 (for a model with named classes).
     #[schema(example = "B")]
-    pub label_0: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_0: Option<String>,
     /// The `label` of `predict` = 1, and what the `*_vote` outputs vote for.
     #[schema(example = "M")]
-    pub label_1: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_1: Option<String>,
 }
 
 /// `GET /v2/models/{name}`: the model's inputs (one tensor per feature, in the model's order)
@@ -156,15 +158,16 @@ pub struct InferenceRequest {
 }
 
 /// The elements of an output tensor.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum TensorData {
     Int64(Vec<i64>),
+    Fp32(Vec<f32>),
     Bytes(Vec<String>),
 }
 
-/// One output tensor of an inference response; every one has shape `[N]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// One output tensor of an inference response: shape `[N]`, or `[N, k]` (class scores).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ResponseOutput {
     pub name: String,
     pub datatype: String,
@@ -178,7 +181,7 @@ pub struct ResponseOutput {
 }
 
 /// The answer of `POST /v2/models/{name}/infer`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct InferenceResponse {
     pub model_name: String,
     pub model_version: String,

@@ -1,0 +1,435 @@
+//! The model a server serves or `score` runs, of either kind: our own artifact (the
+//! imputer → scaler → vote pipeline) or an ONNX graph with its optional sidecar. What every
+//! frontend needs from it: its name, version, features, outputs and predictions on a row-major
+//! batch; everything that can fail is checked at load.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::artifact::{ArtifactError, LoadedModel};
+use crate::onnx::{Data, ElemType, OnnxModel, OutputKind, Sidecar};
+pub use crate::wire::Answer;
+
+/// A loaded, checked model.
+#[derive(Debug)]
+pub enum Model {
+    /// Our own artifact (`ml-serving train`).
+    Native(Box<LoadedModel>),
+    /// An ONNX graph (scikit-learn, XGBoost, LightGBM through their converters).
+    Onnx(Box<OnnxServed>),
+}
+
+/// An ONNX model as served: the graph, its sidecar, and what they say about it.
+#[derive(Debug)]
+pub struct OnnxServed {
+    pub graph: OnnxModel,
+    pub sidecar: Option<Sidecar>,
+    pub path: PathBuf,
+    pub sha256: String,
+    pub name: String,
+    pub version: String,
+    /// The sidecar's feature names, else `f0`, `f1`, ... (the input's columns).
+    pub features: Vec<String>,
+    /// The sidecar's first sample row, else zeros.
+    pub sample: Vec<f64>,
+    /// Class labels in score order, when the sidecar gives them.
+    pub classes: Vec<String>,
+}
+
+/// Why a model could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    #[error("{path}: {problem}")]
+    Onnx { path: PathBuf, problem: String },
+    #[error("{path}: cannot read it: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The element type of an output tensor, as the V2 protocol names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputType {
+    Int64,
+    Fp32,
+    Bytes,
+}
+
+impl OutputType {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Int64 => "INT64",
+            Self::Fp32 => "FP32",
+            Self::Bytes => "BYTES",
+        }
+    }
+}
+
+/// One output a model offers: its name, element type, and columns per row (`None`: one value
+/// per row, shape `[N]`; `Some(k)`: shape `[N, k]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputSpec {
+    pub name: String,
+    pub datatype: OutputType,
+    pub columns: Option<usize>,
+}
+
+/// An output's elements, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputData {
+    Int64(Vec<i64>),
+    Fp32(Vec<f32>),
+    Bytes(Vec<String>),
+}
+
+/// The native model's outputs, in this order.
+const NATIVE_OUTPUTS: [(&str, OutputType); 5] = [
+    ("predict", OutputType::Int64),
+    ("label", OutputType::Bytes),
+    ("logistic_vote", OutputType::Int64),
+    ("tree_vote", OutputType::Int64),
+    ("svm_vote", OutputType::Int64),
+];
+
+impl From<LoadedModel> for Model {
+    fn from(model: LoadedModel) -> Self {
+        Self::Native(Box::new(model))
+    }
+}
+
+/// The first bytes of a gzip stream: our artifacts; anything else is read as ONNX.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+impl Model {
+    /// Loads the model at `path`, recognising its kind from its first bytes (gzip: ours;
+    /// anything else must be an ONNX protobuf), refusing a file over `max_bytes`.
+    pub fn load(path: &Path, max_bytes: u64) -> Result<Self, ModelError> {
+        let mut head = [0u8; 2];
+        let io = |source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let read = std::fs::File::open(path)
+            .and_then(|mut f| f.read(&mut head))
+            .map_err(io);
+        match read {
+            Ok(2) if head != GZIP_MAGIC => Self::load_onnx(path, max_bytes),
+            // Missing, unreadable, short or gzip: our loader says what is wrong.
+            _ => Ok(Self::Native(Box::new(LoadedModel::load_bounded(
+                path, max_bytes,
+            )?))),
+        }
+    }
+
+    fn load_onnx(path: &Path, max_bytes: u64) -> Result<Self, ModelError> {
+        let fail = |problem: String| ModelError::Onnx {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let size = std::fs::metadata(path)
+            .map_err(|source| ModelError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .len();
+        if size > max_bytes {
+            return Err(fail(format!(
+                "the file is larger than {max_bytes} bytes (MAX_MODEL_BYTES)"
+            )));
+        }
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let (graph, sidecar) = OnnxModel::load_with_sidecar(path).map_err(|e| {
+            fail(format!(
+                "not a model this server can run (ONNX, or a gzip artifact of ours): {e}"
+            ))
+        })?;
+        let width = graph.input().width;
+        let features = match &sidecar {
+            Some(s) if !s.feature_names.is_empty() => s.feature_names.clone(),
+            _ => (0..width).map(|i| format!("f{i}")).collect(),
+        };
+        if features.len() != width {
+            return Err(fail(format!(
+                "the sidecar names {} features but the model's input has {width} columns",
+                features.len()
+            )));
+        }
+        // The first complete sample row: what the documentation shows and `predict` sends.
+        let sample = sidecar
+            .as_ref()
+            .and_then(|s| {
+                s.samples
+                    .iter()
+                    .find_map(|s| s.features.iter().copied().collect::<Option<Vec<f64>>>())
+            })
+            .unwrap_or_else(|| vec![0.0; width]);
+        let classes = sidecar
+            .as_ref()
+            .map(|s| {
+                s.class_labels
+                    .iter()
+                    .map(|l| match l {
+                        crate::onnx::sidecar::LabelValue::Int(i) => i.to_string(),
+                        crate::onnx::sidecar::LabelValue::Str(s) => s.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".to_string());
+        let name = sidecar
+            .as_ref()
+            .and_then(|s| s.name.clone())
+            .unwrap_or(stem);
+        let version = sidecar
+            .as_ref()
+            .and_then(|s| s.version.clone())
+            .or_else(|| graph.metadata().model_version.map(|v| v.to_string()))
+            .unwrap_or_else(|| "1".to_string());
+        Ok(Self::Onnx(Box::new(OnnxServed {
+            graph,
+            sidecar,
+            path: path.to_path_buf(),
+            sha256: hex::encode(Sha256::digest(&bytes)),
+            name,
+            version,
+            features,
+            sample,
+            classes,
+        })))
+    }
+
+    /// `ml-serving` for our artifacts, `onnx` for ONNX graphs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Native(_) => "ml-serving",
+            Self::Onnx(_) => "onnx",
+        }
+    }
+
+    /// The name the model file gives itself.
+    pub fn stored_name(&self) -> &str {
+        match self {
+            Self::Native(m) => &m.artifact.name,
+            Self::Onnx(m) => &m.name,
+        }
+    }
+
+    pub fn version(&self) -> &str {
+        match self {
+            Self::Native(m) => &m.artifact.version,
+            Self::Onnx(m) => &m.version,
+        }
+    }
+
+    pub fn features(&self) -> &[String] {
+        match self {
+            Self::Native(m) => &m.artifact.feature_names,
+            Self::Onnx(m) => &m.features,
+        }
+    }
+
+    pub fn sample(&self) -> &[f64] {
+        match self {
+            Self::Native(m) => &m.artifact.sample,
+            Self::Onnx(m) => &m.sample,
+        }
+    }
+
+    /// Class labels in order (prediction `i` is `classes()[i]` for ours); empty when unknown
+    /// or for a regression.
+    pub fn classes(&self) -> Vec<String> {
+        match self {
+            Self::Native(m) => vec![
+                m.artifact.labels.negative.clone(),
+                m.artifact.labels.positive.clone(),
+            ],
+            Self::Onnx(m) => m.classes.clone(),
+        }
+    }
+
+    pub fn sha256(&self) -> &str {
+        match self {
+            Self::Native(m) => &m.sha256,
+            Self::Onnx(m) => &m.sha256,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Native(m) => &m.path,
+            Self::Onnx(m) => &m.path,
+        }
+    }
+
+    /// Every output the model offers, in order.
+    pub fn outputs(&self) -> Vec<OutputSpec> {
+        match self {
+            Self::Native(_) => NATIVE_OUTPUTS
+                .iter()
+                .map(|&(name, datatype)| OutputSpec {
+                    name: name.to_string(),
+                    datatype,
+                    columns: None,
+                })
+                .collect(),
+            Self::Onnx(m) => m
+                .graph
+                .outputs()
+                .iter()
+                .map(|o| {
+                    let (datatype, columns) = match &o.kind {
+                        OutputKind::Maps { classes, .. } => (OutputType::Fp32, Some(*classes)),
+                        OutputKind::Tensor { elem, shape } => {
+                            let datatype = match elem {
+                                ElemType::I64 | ElemType::I32 | ElemType::Bool => OutputType::Int64,
+                                ElemType::Str => OutputType::Bytes,
+                                _ => OutputType::Fp32,
+                            };
+                            let columns: usize = shape
+                                .iter()
+                                .skip(1)
+                                .map(|d| match d {
+                                    crate::onnx::Dim::Fixed(n) => *n,
+                                    crate::onnx::Dim::Batch => 1,
+                                })
+                                .product();
+                            (datatype, (shape.len() > 1).then_some(columns))
+                        }
+                    };
+                    OutputSpec {
+                        name: o.name.clone(),
+                        datatype,
+                        columns,
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// The outputs at the indices `wanted` (into [`Self::outputs`]) for the rows in `rows`
+    /// (row-major, the model's width).
+    pub fn run(&self, rows: &[f64], wanted: &[usize]) -> Result<Vec<OutputData>, String> {
+        let width = self.features().len();
+        let n = rows.len() / width;
+        match self {
+            Self::Native(m) => {
+                let x = ndarray::ArrayView2::from_shape((n, width), rows)
+                    .map_err(|e| format!("row layout: {e}"))?;
+                let votes = m.artifact.pipeline.votes(x).map_err(|e| e.to_string())?;
+                let labels = &m.artifact.labels;
+                Ok(wanted
+                    .iter()
+                    .map(|&i| {
+                        let int = |pick: fn(&crate::pipeline::Votes) -> bool| {
+                            OutputData::Int64(votes.iter().map(|v| i64::from(pick(v))).collect())
+                        };
+                        match i {
+                            0 => int(|v| v.majority()),
+                            1 => OutputData::Bytes(
+                                votes
+                                    .iter()
+                                    .map(|v| labels.name(v.majority()).to_string())
+                                    .collect(),
+                            ),
+                            2 => int(|v| v.logistic),
+                            3 => int(|v| v.tree),
+                            _ => int(|v| v.svm),
+                        }
+                    })
+                    .collect())
+            }
+            Self::Onnx(m) => {
+                let outputs = m.graph.predict_f64(rows, n).map_err(|e| e.to_string())?;
+                wanted
+                    .iter()
+                    .map(|&i| onnx_output(&outputs, i))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| "an output of an unexpected kind".to_string())
+            }
+        }
+    }
+
+    /// The named-field answer for each row.
+    pub fn answers(&self, rows: &[f64]) -> Result<Vec<Answer>, String> {
+        match self {
+            Self::Native(m) => {
+                let width = self.features().len();
+                let x = ndarray::ArrayView2::from_shape((rows.len() / width, width), rows)
+                    .map_err(|e| format!("row layout: {e}"))?;
+                let decisions = m.artifact.pipeline.predict(x).map_err(|e| e.to_string())?;
+                Ok(decisions
+                    .into_iter()
+                    .map(|p| Answer::Class {
+                        label: m.artifact.labels.name(p).to_string(),
+                        prediction: u8::from(p).into(),
+                    })
+                    .collect())
+            }
+            Self::Onnx(m) => {
+                let n = rows.len() / m.features.len();
+                let outputs = m.graph.predict_f64(rows, n).map_err(|e| e.to_string())?;
+                if let Some(i) = m.graph.label_output() {
+                    return Ok(match outputs.labels(i) {
+                        Some(Data::I64(v)) => v
+                            .iter()
+                            .map(|&l| Answer::Class {
+                                label: l.to_string(),
+                                prediction: l.into(),
+                            })
+                            .collect(),
+                        Some(Data::Str(v)) => v
+                            .iter()
+                            .map(|l| Answer::Class {
+                                label: l.clone(),
+                                prediction: l.clone().into(),
+                            })
+                            .collect(),
+                        _ => return Err("the label output holds no labels".to_string()),
+                    });
+                }
+                // A regression: the first float output, one value per row.
+                let values = (0..m.graph.outputs().len())
+                    .find_map(|i| outputs.scores(i))
+                    .ok_or_else(|| "the model has no label and no float output".to_string())?;
+                let per_row = values.len() / n.max(1);
+                Ok((0..n)
+                    .map(|r| Answer::Value {
+                        prediction: f64::from(values[r * per_row]),
+                    })
+                    .collect())
+            }
+        }
+    }
+}
+
+fn onnx_output(outputs: &crate::onnx::Outputs, i: usize) -> Option<OutputData> {
+    if let Some(labels) = outputs.labels(i) {
+        return match labels {
+            Data::I64(v) => Some(OutputData::Int64(v.clone())),
+            Data::Str(v) => Some(OutputData::Bytes(v.clone())),
+            _ => None,
+        };
+    }
+    match outputs.values.get(i)? {
+        crate::onnx::Value::Tensor(t) => Some(match &t.data {
+            Data::F32(v) => OutputData::Fp32(v.clone()),
+            Data::F64(v) => OutputData::Fp32(v.iter().map(|&x| x as f32).collect()),
+            Data::I32(v) => OutputData::Int64(v.iter().map(|&x| i64::from(x)).collect()),
+            Data::Bool(v) => OutputData::Int64(v.iter().map(|&x| i64::from(x)).collect()),
+            Data::I64(v) => OutputData::Int64(v.clone()),
+            Data::Str(v) => OutputData::Bytes(v.clone()),
+        }),
+        crate::onnx::Value::Maps(_) => outputs.scores(i).map(|s| OutputData::Fp32(s.to_vec())),
+    }
+}
