@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::format::{self, Format};
 use super::parquet_in::ParquetSource;
-use super::{CHUNK_BYTES, CHUNK_ROWS, Ids, PART_ROWS, Rows, Shard};
+use super::{CHUNK_BYTES, Chunking, Ids, Rows, Shard};
 use crate::dataset::DatasetError;
 use crate::dataset::scoring::{
     FieldSplitter, Line, LineReader, MAX_LINE_BYTES, RowAt, RowError, RowProblem, ScoringColumns,
@@ -23,6 +23,7 @@ pub enum Chunk {
         bytes: Vec<u8>,
         lines: Vec<DataLine>,
         columns: Arc<ScoringColumns>,
+        part_rows: usize,
     },
     /// Rows already read into parts (Parquet).
     Parts(Vec<Rows>),
@@ -51,6 +52,7 @@ struct CsvSource {
     rows: u64,
     /// The rows (indexes from 0) to score; all when `None`.
     range: Option<std::ops::Range<u64>>,
+    chunking: Chunking,
     done: bool,
 }
 
@@ -60,6 +62,7 @@ impl Source {
         format: Format,
         features: &[String],
         shard: Option<Shard>,
+        chunking: Chunking,
     ) -> anyhow::Result<Self> {
         let stdin = path.as_os_str() == "-";
         if format == Format::Parquet {
@@ -68,7 +71,7 @@ impl Source {
                     "Parquet cannot be read from standard input (its index is at the end); give a file"
                 );
             }
-            let source = ParquetSource::open(path, features, shard)?;
+            let source = ParquetSource::open(path, features, shard, chunking)?;
             let total = Some(source.total_rows());
             return Ok(Self {
                 kind: Kind::Parquet(source),
@@ -116,6 +119,7 @@ impl Source {
                 columns: Arc::new(columns),
                 rows: 0,
                 range: range.clone(),
+                chunking,
                 done: false,
             }),
             total: range.map(|r| r.end - r.start).or(total),
@@ -147,8 +151,9 @@ impl Chunk {
                 bytes,
                 lines,
                 columns,
+                part_rows,
             } => lines
-                .par_chunks(PART_ROWS)
+                .par_chunks(part_rows)
                 .map(|part| f(parse(&columns, part, &bytes)))
                 .collect(),
             Chunk::Parts(parts) => parts.into_par_iter().map(f).collect(),
@@ -181,7 +186,7 @@ impl CsvSource {
     fn next_chunk(&mut self) -> std::io::Result<Option<Chunk>> {
         let mut bytes = Vec::new();
         let mut lines = Vec::new();
-        while !self.done && lines.len() < CHUNK_ROWS && bytes.len() < CHUNK_BYTES {
+        while !self.done && lines.len() < self.chunking.chunk_rows && bytes.len() < CHUNK_BYTES {
             let mark = bytes.len();
             let Some(line) = self.lines.next_line(&mut bytes)? else {
                 self.done = true;
@@ -212,6 +217,7 @@ impl CsvSource {
             bytes,
             lines,
             columns: self.columns.clone(),
+            part_rows: self.chunking.part_rows,
         }))
     }
 }

@@ -62,6 +62,9 @@ pub struct ScoreArgs {
     /// The part index when --shard-count is given (set by Kubernetes in an Indexed Job).
     #[arg(long, env = "JOB_COMPLETION_INDEX", value_name = "I", hide = true)]
     pub shard_index: Option<u64>,
+    /// Rows read, scored and written at a time (tests make it small to cross many chunks).
+    #[arg(long, default_value_t = CHUNK_ROWS as u64, value_parser = clap::value_parser!(u64).range(1..=1 << 24), hide = true)]
+    pub chunk_rows: u64,
 }
 
 /// Rows one thread scores at a time: large enough to amortise scheduling, small enough to
@@ -71,6 +74,23 @@ const PART_ROWS: usize = 8192;
 const CHUNK_ROWS: usize = 16 * PART_ROWS;
 /// Bytes of CSV lines read before they are scored and written (with `CHUNK_ROWS`, the bound).
 const CHUNK_BYTES: usize = 32 << 20;
+/// How many rows a chunk and a part hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunking {
+    pub chunk_rows: usize,
+    pub part_rows: usize,
+}
+
+impl Chunking {
+    fn new(chunk_rows: u64) -> Self {
+        let chunk_rows = usize::try_from(chunk_rows).unwrap_or(CHUNK_ROWS).max(1);
+        Self {
+            chunk_rows,
+            part_rows: PART_ROWS.min(chunk_rows),
+        }
+    }
+}
+
 /// How many bad rows an error message lists before it summarises.
 const MAX_LISTED_ERRORS: usize = 20;
 
@@ -277,6 +297,7 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
         input_format,
         &model.artifact.feature_names,
         shard,
+        Chunking::new(args.chunk_rows),
     )?;
     let mut sink = output::Sink::create(
         output_path,

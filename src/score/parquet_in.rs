@@ -20,7 +20,7 @@ use parquet::arrow::arrow_reader::{
     ParquetRecordBatchReaderBuilder,
 };
 
-use super::{CHUNK_ROWS, Ids, PART_ROWS, Rows, Shard};
+use super::{Chunking, Ids, Rows, Shard};
 use crate::dataset::scoring::{
     CellError, RowAt, RowError, RowProblem, ScoringColumns, check_value,
 };
@@ -34,6 +34,7 @@ pub struct ParquetSource {
     has_id: bool,
     /// The rows (indexes from 0 in the file) to score.
     range: Range<u64>,
+    chunking: Chunking,
     /// The next row group to open, and the one being read.
     next_group: usize,
     current: Option<Group>,
@@ -65,7 +66,12 @@ fn is_numeric(t: &DataType) -> bool {
 }
 
 impl ParquetSource {
-    pub fn open(path: &Path, features: &[String], shard: Option<Shard>) -> anyhow::Result<Self> {
+    pub fn open(
+        path: &Path,
+        features: &[String],
+        shard: Option<Shard>,
+        chunking: Chunking,
+    ) -> anyhow::Result<Self> {
         let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
         let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
             .with_context(|| format!("{}: not a readable Parquet file", path.display()))?;
@@ -108,6 +114,7 @@ impl ParquetSource {
             features: features.to_vec(),
             has_id: columns.id_index().is_some(),
             range,
+            chunking,
             next_group: 0,
             current: None,
         })
@@ -122,11 +129,11 @@ impl ParquetSource {
     pub fn next_chunk(&mut self) -> anyhow::Result<Option<Vec<Rows>>> {
         let mut parts = Vec::new();
         let mut rows = 0;
-        while rows < CHUNK_ROWS {
+        while rows < self.chunking.chunk_rows {
             let Some(part) = self.next_part()? else {
                 break;
             };
-            rows += PART_ROWS;
+            rows += self.chunking.part_rows;
             parts.push(part);
         }
         Ok((!parts.is_empty()).then_some(parts))
@@ -177,7 +184,7 @@ impl ParquetSource {
                 )
                 .with_projection(self.projection.clone())
                 .with_row_groups(vec![index])
-                .with_batch_size(PART_ROWS)
+                .with_batch_size(self.chunking.part_rows)
                 .build()
                 .with_context(|| format!("{}: opening row group {index}", self.path.display()))?;
                 self.current = Some(Group {

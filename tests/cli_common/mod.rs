@@ -21,6 +21,8 @@ pub fn ml_serving(dir: &Path, args: &[&str]) -> Output {
         .current_dir(dir)
         .env_remove("MODEL_PATH")
         .env_remove("MODEL_NAME")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .env_remove("SHARD_COUNT")
         .output()
         .expect("running ml-serving")
 }
@@ -149,4 +151,82 @@ pub fn summary_counts(err: &str) -> (u64, u64) {
         .map(|t| t.parse().unwrap())
         .collect();
     (numbers[0], numbers[1])
+}
+
+/// The scores of a CSV computed the whole-file way: every row read at once by the library's
+/// reader, the bundled model's prediction on the whole matrix, written by the `csv` crate.
+pub fn whole_file_scores(input: &Path) -> Vec<u8> {
+    let model = ml_serving::artifact::LoadedModel::load(&bundled_model()).unwrap();
+    let rows = ml_serving::dataset::load_for_scoring(input, &model.artifact.feature_names).unwrap();
+    assert!(rows.invalid.is_empty(), "{:?}", rows.invalid);
+    let predictions = model
+        .artifact
+        .pipeline
+        .predict(rows.features.view())
+        .unwrap();
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    writer.write_record(["id", "prediction", "label"]).unwrap();
+    for (id, &p) in rows.ids.iter().zip(&predictions) {
+        let label = model.artifact.labels.name(p);
+        writer
+            .write_record([id.as_str(), if p { "1" } else { "0" }, label])
+            .unwrap();
+    }
+    writer.into_inner().unwrap()
+}
+
+/// A CSV of `rows` rows made from the bundled ones, deterministically: values nudged, some
+/// cells empty, the columns shuffled with an extra text column, ids that need quoting now and
+/// then.
+pub fn generated_csv(rows: usize, seed: u64) -> String {
+    use rand::{Rng, SeedableRng, seq::SliceRandom};
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
+    let text = bundled_text();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let features = ml_serving::dataset::default_features();
+    let mut order: Vec<usize> = (0..header.len()).collect();
+    order.shuffle(&mut rng);
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    let mut out_header: Vec<&str> = order.iter().map(|&i| header[i].as_str()).collect();
+    out_header.push("note");
+    writer.write_record(&out_header).unwrap();
+    for r in 0..rows {
+        let record = &records[rng.gen_range(0..records.len())];
+        let mut cells: Vec<String> = order
+            .iter()
+            .map(|&i| {
+                let name = &header[i];
+                if name == "id" {
+                    if r % 1000 == 7 {
+                        format!("case {r}, \"left\"")
+                    } else {
+                        format!("g{r}")
+                    }
+                } else if features.contains(name) {
+                    if rng.gen_bool(0.01) {
+                        String::new()
+                    } else {
+                        let v: f64 = record[i].parse().unwrap();
+                        format!("{}", v * rng.gen_range(0.8..1.2))
+                    }
+                } else {
+                    record[i].to_string()
+                }
+            })
+            .collect();
+        cells.push(format!("note {r}"));
+        writer.write_record(&cells).unwrap();
+    }
+    String::from_utf8(writer.into_inner().unwrap()).unwrap()
 }
