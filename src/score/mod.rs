@@ -265,7 +265,14 @@ fn shard_of(args: &ScoreArgs) -> anyhow::Result<Option<Shard>> {
         (None, Some(_), None) => {
             bail!("--shard-count (SHARD_COUNT) needs the part index in JOB_COMPLETION_INDEX")
         }
-        (None, None, _) => Ok(None),
+        (None, None, Some(index)) => {
+            eprintln!(
+                "warning: JOB_COMPLETION_INDEX is {index} but no --shard-count (SHARD_COUNT) is \
+                 given: scoring every row"
+            );
+            Ok(None)
+        }
+        (None, None, None) => Ok(None),
     }
 }
 
