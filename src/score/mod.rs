@@ -320,20 +320,34 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
     };
     let progress = Progress::new(source.total_rows());
     let mut covered = 0u64;
-    while let Some(chunk) = source.next_chunk()? {
-        // Without --skip-invalid, once a row is bad nothing more is written (the run fails);
-        // the rest is still read, to report every bad row.
-        let predict = args.skip_invalid || tally.invalid == 0;
-        let parts = chunk.par_map(|rows| score_rows(&model, rows, args.votes, predict))?;
-        for mut part in parts {
-            covered += part.covered;
-            progress.advance(part.covered);
-            tally.add(&mut part);
-            if args.skip_invalid || tally.invalid == 0 {
-                sink.write(&part)?;
+    // One thread reads (and decompresses) the next chunk while the others score this one.
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let (chunks, received) = std::sync::mpsc::sync_channel(1);
+        scope.spawn(move || {
+            loop {
+                let next = source.next_chunk();
+                let last = !matches!(next, Ok(Some(_)));
+                if chunks.send(next).is_err() || last {
+                    break;
+                }
+            }
+        });
+        while let Some(chunk) = received.recv().context("the reading thread stopped")?? {
+            // Without --skip-invalid, once a row is bad nothing more is written (the run
+            // fails); the rest is still read, to report every bad row.
+            let predict = args.skip_invalid || tally.invalid == 0;
+            let parts = chunk.par_map(|rows| score_rows(&model, rows, args.votes, predict))?;
+            for mut part in parts {
+                covered += part.covered;
+                progress.advance(part.covered);
+                tally.add(&mut part);
+                if args.skip_invalid || tally.invalid == 0 {
+                    sink.write(&part)?;
+                }
             }
         }
-    }
+        Ok(())
+    })?;
     progress.finish();
     if covered == 0 && shard.is_none() {
         bail!("{}: no data rows", tally.label);
