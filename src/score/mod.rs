@@ -71,9 +71,9 @@ pub struct ScoreArgs {
 /// balance the cores.
 const PART_ROWS: usize = 8192;
 /// Rows read before they are scored and written: bounds the memory a run needs.
-const CHUNK_ROWS: usize = 16 * PART_ROWS;
+const CHUNK_ROWS: usize = 8 * PART_ROWS;
 /// Bytes of CSV lines read before they are scored and written (with `CHUNK_ROWS`, the bound).
-const CHUNK_BYTES: usize = 32 << 20;
+const CHUNK_BYTES: usize = 16 << 20;
 /// How many rows a chunk and a part hold.
 #[derive(Debug, Clone, Copy)]
 pub struct Chunking {
