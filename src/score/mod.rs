@@ -158,7 +158,7 @@ fn score_rows(
 ) -> anyhow::Result<Scored> {
     let pipeline = &model.artifact.pipeline;
     let width = pipeline.width();
-    let n = rows.values.len() / width;
+    let n = rows.values.len().checked_div(width).unwrap_or(0);
     let (predictions, votes) = if !predict || n == 0 {
         (Vec::new(), Vec::new())
     } else {
