@@ -206,12 +206,17 @@ impl<R: BufRead> LineReader<R> {
 }
 
 /// Splits one line into fields with the `csv` crate's parser (quotes, `""` escapes), refusing
-/// a line whose quoted field is not closed.
+/// a line whose quoted field is not closed. A line without quotes (the usual case) is split at
+/// its commas directly, which gives the same fields several times faster.
 pub struct FieldSplitter {
     reader: csv_core::Reader,
     out: Vec<u8>,
     ends: Vec<usize>,
     fields: usize,
+    /// The last line had no quote: its bytes and where each field ends (a comma or the end).
+    plain: bool,
+    line: Vec<u8>,
+    commas: Vec<usize>,
 }
 
 impl Default for FieldSplitter {
@@ -223,6 +228,9 @@ impl Default for FieldSplitter {
             out: vec![0; 1024],
             ends: vec![0; 64],
             fields: 0,
+            plain: false,
+            line: Vec::new(),
+            commas: Vec::new(),
         }
     }
 }
@@ -230,9 +238,18 @@ impl Default for FieldSplitter {
 impl FieldSplitter {
     /// Splits `line` (without its terminator); returns the number of fields.
     pub fn split(&mut self, line: &[u8]) -> Result<usize, RowProblem> {
-        if memchr::memchr(b'"', line).is_some() {
-            check_quotes(line)?;
+        if memchr::memchr(b'"', line).is_none() {
+            self.plain = true;
+            self.line.clear();
+            self.line.extend_from_slice(line);
+            self.commas.clear();
+            self.commas.extend(memchr::memchr_iter(b',', line));
+            self.commas.push(line.len());
+            self.fields = self.commas.len();
+            return Ok(self.fields);
         }
+        self.plain = false;
+        check_quotes(line)?;
         self.reader.reset();
         let (mut out_at, mut ends_at) = (0, 0);
         for (mut input, last) in [(line, false), (&b"\n"[..], true)] {
@@ -275,8 +292,13 @@ impl FieldSplitter {
 
     /// Field `i` of the last line split.
     pub fn field(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.out[start..self.ends[i]]
+        if self.plain {
+            let start = if i == 0 { 0 } else { self.commas[i - 1] + 1 };
+            &self.line[start..self.commas[i]]
+        } else {
+            let start = if i == 0 { 0 } else { self.ends[i - 1] };
+            &self.out[start..self.ends[i]]
+        }
     }
 
     fn len(&self) -> usize {
@@ -663,6 +685,29 @@ mod tests {
     }
 
     proptest! {
+        /// A line without quotes splits into the fields the `csv` crate reads.
+        #[test]
+        // (No byte-order mark: the csv crate drops one at the start of its input.)
+        fn plain_lines_split_like_the_csv_crate(fields in proptest::collection::vec("[^\"\n\r,\u{feff}]{0,6}", 1..8)) {
+            let line = fields.join(",");
+            let mut splitter = FieldSplitter::default();
+            let n = splitter.split(line.as_bytes()).unwrap();
+            let record = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .from_reader(format!("{line}\n").as_bytes())
+                .records()
+                .next()
+                .map(Result::unwrap);
+            // The csv crate reads an empty line as no record at all.
+            let expected: Vec<String> = record
+                .map(|r| r.iter().map(str::to_string).collect())
+                .unwrap_or_else(|| vec![String::new()]);
+            prop_assert_eq!(n, expected.len());
+            for (i, e) in expected.iter().enumerate() {
+                prop_assert_eq!(splitter.field(i), e.as_bytes());
+            }
+        }
+
         /// Any line gets an answer (never a panic), and a success gives one value per feature.
         #[test]
         fn any_line_is_a_row_or_an_error(line in proptest::collection::vec(any::<u8>(), 0..200)) {

@@ -4,6 +4,7 @@
 use std::io::BufRead;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender};
 
 use anyhow::{Context, bail};
 use rayon::prelude::*;
@@ -16,17 +17,37 @@ use crate::dataset::scoring::{
     FieldSplitter, Line, LineReader, MAX_LINE_BYTES, RowAt, RowError, RowProblem, ScoringColumns,
 };
 
+/// Chunk buffers kept for reuse: one being read, one waiting, one being scored.
+const SPARE_BUFFERS: usize = 3;
+
 /// Rows read from the input, not yet checked.
 pub enum Chunk {
-    /// CSV lines, parsed in parallel by [`Source::par_map`].
+    /// CSV lines, parsed in parallel by [`Chunk::par_map`].
     Lines {
-        bytes: Vec<u8>,
-        lines: Vec<DataLine>,
+        buffers: LineBuffers,
         columns: Arc<ScoringColumns>,
         part_rows: usize,
     },
     /// Rows already read into parts (Parquet).
     Parts(Vec<Rows>),
+}
+
+/// A chunk's lines; dropped, the buffers go back to the reader for the next chunk, so a run
+/// allocates them a few times instead of once per chunk.
+pub struct LineBuffers {
+    bytes: Vec<u8>,
+    lines: Vec<DataLine>,
+    back: SyncSender<(Vec<u8>, Vec<DataLine>)>,
+}
+
+impl Drop for LineBuffers {
+    fn drop(&mut self) {
+        let buffers = (
+            std::mem::take(&mut self.bytes),
+            std::mem::take(&mut self.lines),
+        );
+        let _ = self.back.try_send(buffers);
+    }
 }
 
 /// A data line and its row number (from 1, blank lines not counted).
@@ -54,6 +75,9 @@ struct CsvSource {
     range: Option<std::ops::Range<u64>>,
     chunking: Chunking,
     done: bool,
+    /// Buffers of chunks already scored, to reuse.
+    spare: Receiver<(Vec<u8>, Vec<DataLine>)>,
+    back: SyncSender<(Vec<u8>, Vec<DataLine>)>,
 }
 
 impl Source {
@@ -113,6 +137,7 @@ impl Source {
             ),
             Some(line) => ScoringColumns::from_header(path, &buf[line.start..line.end], features)?,
         };
+        let (back, spare) = std::sync::mpsc::sync_channel(SPARE_BUFFERS);
         Ok(Self {
             kind: Kind::Csv(CsvSource {
                 lines,
@@ -121,6 +146,8 @@ impl Source {
                 range: range.clone(),
                 chunking,
                 done: false,
+                spare,
+                back,
             }),
             total: range.map(|r| r.end - r.start).or(total),
         })
@@ -148,13 +175,13 @@ impl Chunk {
     ) -> anyhow::Result<Vec<T>> {
         match self {
             Chunk::Lines {
-                bytes,
-                lines,
+                buffers,
                 columns,
                 part_rows,
-            } => lines
+            } => buffers
+                .lines
                 .par_chunks(part_rows)
-                .map(|part| f(parse(&columns, part, &bytes)))
+                .map(|part| f(parse(&columns, part, &buffers.bytes)))
                 .collect(),
             Chunk::Parts(parts) => parts.into_par_iter().map(f).collect(),
         }
@@ -184,8 +211,12 @@ fn count_rows(path: &Path, format: Format) -> anyhow::Result<u64> {
 
 impl CsvSource {
     fn next_chunk(&mut self) -> std::io::Result<Option<Chunk>> {
-        let mut bytes = Vec::new();
-        let mut lines = Vec::new();
+        let (mut bytes, mut lines) = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| (Vec::with_capacity(CHUNK_BYTES), Vec::new()));
+        bytes.clear();
+        lines.clear();
         while !self.done && lines.len() < self.chunking.chunk_rows && bytes.len() < CHUNK_BYTES {
             let mark = bytes.len();
             let Some(line) = self.lines.next_line(&mut bytes)? else {
@@ -214,8 +245,11 @@ impl CsvSource {
             });
         }
         Ok((!lines.is_empty()).then(|| Chunk::Lines {
-            bytes,
-            lines,
+            buffers: LineBuffers {
+                bytes,
+                lines,
+                back: self.back.clone(),
+            },
             columns: self.columns.clone(),
             part_rows: self.chunking.part_rows,
         }))

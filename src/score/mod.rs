@@ -73,7 +73,7 @@ const PART_ROWS: usize = 8192;
 /// Rows read before they are scored and written: bounds the memory a run needs.
 const CHUNK_ROWS: usize = 8 * PART_ROWS;
 /// Bytes of CSV lines read before they are scored and written (with `CHUNK_ROWS`, the bound).
-const CHUNK_BYTES: usize = 16 << 20;
+const CHUNK_BYTES: usize = 8 << 20;
 /// How many rows a chunk and a part hold.
 #[derive(Debug, Clone, Copy)]
 pub struct Chunking {
