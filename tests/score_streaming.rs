@@ -295,4 +295,22 @@ fn bad_shards_are_refused() {
         "{}",
         stderr(&out)
     );
+
+    // A header-only file has no rows, split or not; a part of a file may be empty.
+    let header = dir.path().join("header.csv");
+    let first_line = bundled_lines()[0].clone();
+    std::fs::write(&header, format!("{first_line}\n")).unwrap();
+    for shard in [None, Some("1/2")] {
+        let mut args = vec!["--input", s(&header)];
+        args.extend(shard.map(|s| ["--shard", s]).into_iter().flatten());
+        let err = assert_failure(&score(dir.path(), &args));
+        assert!(err.contains("no data rows"), "{shard:?}: {err}");
+    }
+    let two = dir.path().join("two.csv");
+    let lines = bundled_lines();
+    std::fs::write(&two, format!("{}\n{}\n{}\n", lines[0], lines[1], lines[2])).unwrap();
+    // Of 2 rows in 5 parts, parts 0, 1 and 3 are empty.
+    let out = score(dir.path(), &["--input", s(&two), "--shard", "3/5"]);
+    assert_success(&out);
+    assert_eq!(stdout(&out), "id,prediction,label\n");
 }

@@ -59,6 +59,7 @@ pub struct DataLine {
 pub struct Source {
     kind: Kind,
     total: Option<u64>,
+    file_rows: Option<u64>,
 }
 
 enum Kind {
@@ -96,10 +97,10 @@ impl Source {
                 );
             }
             let source = ParquetSource::open(path, features, shard, chunking)?;
-            let total = Some(source.total_rows());
             return Ok(Self {
+                total: Some(source.total_rows()),
+                file_rows: Some(source.file_rows()),
                 kind: Kind::Parquet(source),
-                total,
             });
         }
         let (range, total) = match shard {
@@ -150,12 +151,18 @@ impl Source {
                 back,
             }),
             total: range.map(|r| r.end - r.start).or(total),
+            file_rows: total,
         })
     }
 
     /// The number of rows this run covers, when known beforehand.
     pub fn total_rows(&self) -> Option<u64> {
         self.total
+    }
+
+    /// The number of rows of the whole file, when counted (Parquet, or a shard of CSV).
+    pub fn file_rows(&self) -> Option<u64> {
+        self.file_rows
     }
 
     /// The next chunk of rows, or `None` at the end.

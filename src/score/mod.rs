@@ -319,6 +319,7 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
         listed: Vec::new(),
     };
     let progress = Progress::new(source.total_rows());
+    let file_rows = source.file_rows();
     let mut covered = 0u64;
     // One thread reads (and decompresses) the next chunk while the others score this one.
     std::thread::scope(|scope| -> anyhow::Result<()> {
@@ -349,7 +350,8 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
         Ok(())
     })?;
     progress.finish();
-    if covered == 0 && shard.is_none() {
+    // A part may be empty (more parts than rows); the file may not.
+    if covered == 0 && file_rows.is_none_or(|n| n == 0) {
         bail!("{}: no data rows", tally.label);
     }
     if tally.invalid > 0 {

@@ -120,6 +120,11 @@ impl ParquetSource {
         })
     }
 
+    /// The rows of the whole file.
+    pub fn file_rows(&self) -> u64 {
+        u64::try_from(self.meta.metadata().file_metadata().num_rows()).unwrap_or(0)
+    }
+
     /// The rows this run covers.
     pub fn total_rows(&self) -> u64 {
         self.range.end - self.range.start
