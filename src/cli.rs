@@ -16,7 +16,7 @@ pub struct Cli {
 pub enum Command {
     /// Train the pipeline on a CSV file and write a model artifact.
     Train(train::TrainArgs),
-    /// Score a CSV file offline with a model artifact.
+    /// Score a CSV or Parquet file offline with a model artifact.
     Score(score::ScoreArgs),
     /// Serve a model artifact over HTTP.
     Serve(server::ServeArgs),

@@ -1,5 +1,9 @@
-//! Reading tabular data from CSV: the training set (features plus a two-class target) and
-//! the rows to score (features only, an optional `id` passed through).
+//! Reading tabular data from CSV: the training set (features plus a two-class target) here, and
+//! the rows to score (features only, an optional `id` passed through) in [`scoring`].
+
+pub mod scoring;
+
+pub use scoring::{RowError, ScoringRows, load_for_scoring};
 
 use std::path::{Path, PathBuf};
 
@@ -84,33 +88,6 @@ pub struct LabeledData {
     pub classes: [String; 2],
     /// SHA-256 of the file's bytes, recorded in the model artifact.
     pub sha256: String,
-}
-
-/// A problem in one row of a file being scored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RowError {
-    pub line: u64,
-    pub column: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for RowError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "line {}, column {:?}: {}",
-            self.line, self.column, self.message
-        )
-    }
-}
-
-/// Rows to score: an id per row (the `id` column, or the line's row number), the feature matrix,
-/// and the rows that could not be read.
-#[derive(Debug)]
-pub struct ScoringRows {
-    pub ids: Vec<String>,
-    pub features: Array2<f64>,
-    pub invalid: Vec<RowError>,
 }
 
 /// Parses one cell: empty, `NaN` or `NA` is a missing value (`NaN`), anything else must be a number.
@@ -267,84 +244,6 @@ pub fn load_labeled(
         targets: raw_targets,
         classes: [negative, positive.to_string()],
         sha256: hex::encode(Sha256::digest(&csv.bytes)),
-    })
-}
-
-/// Reads rows to score: the named feature columns in any order (extra columns ignored) and an
-/// optional `id` column. Rows with bad cells are collected in `invalid`, not returned.
-pub fn load_for_scoring(
-    path: &Path,
-    feature_names: &[String],
-) -> Result<ScoringRows, DatasetError> {
-    let csv = Csv::read(path)?;
-    let mut reader = csv.reader(true);
-    let header = csv.header(&mut reader)?;
-    let feature_idx = feature_names
-        .iter()
-        .map(|f| csv.column(&header, f))
-        .collect::<Result<Vec<_>, _>>()?;
-    let id_idx = header.iter().position(|h| h == "id");
-
-    let mut ids = Vec::new();
-    let mut values = Vec::new();
-    let mut invalid = Vec::new();
-    let mut record = csv::StringRecord::new();
-    let mut row_number = 0u64;
-    let mut row = Vec::with_capacity(feature_names.len());
-    loop {
-        match reader.read_record(&mut record) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => return Err(csv.csv_error(e)),
-        }
-        row_number += 1;
-        let line = record.position().map_or(0, |p| p.line());
-        if record.len() != header.len() {
-            invalid.push(RowError {
-                line,
-                column: "(whole row)".to_string(),
-                message: format!(
-                    "has {} fields where the header has {}",
-                    record.len(),
-                    header.len()
-                ),
-            });
-            continue;
-        }
-        row.clear();
-        let mut bad = false;
-        for (&idx, name) in feature_idx.iter().zip(feature_names) {
-            let cell = &record[idx];
-            match parse_cell(cell) {
-                Some(v) => row.push(v),
-                None => {
-                    invalid.push(RowError {
-                        line,
-                        column: name.clone(),
-                        message: format!("{cell:?} is not a number"),
-                    });
-                    bad = true;
-                }
-            }
-        }
-        if bad {
-            continue;
-        }
-        values.extend_from_slice(&row);
-        ids.push(match id_idx {
-            Some(i) => record[i].to_string(),
-            None => row_number.to_string(),
-        });
-    }
-    if row_number == 0 {
-        return Err(DatasetError::NoRows { path: csv.path });
-    }
-    let features = Array2::from_shape_vec((ids.len(), feature_names.len()), values)
-        .expect("one value per feature per row");
-    Ok(ScoringRows {
-        ids,
-        features,
-        invalid,
     })
 }
 

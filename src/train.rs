@@ -176,6 +176,8 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<(ModelArtifact, TrainReport)> {
 
 /// `ml-serving train`: fit, write the artifact, print the report.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    // Refuse a --out that cannot be replaced before spending the time to train.
+    crate::atomic_file::check_replaceable(&args.out)?;
     let (artifact, report) = train(args)?;
     artifact.save(&args.out)?;
     if args.json {

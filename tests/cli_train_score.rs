@@ -1,108 +1,15 @@
 //! Tests of the built `ml-serving` binary: `train` and `score` as a user runs them, in
 //! temporary directories, with their exit codes, standard error and files.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod cli_common;
 
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use cli_common::*;
 use ml_serving::artifact::LoadedModel;
 use ml_serving::dataset;
 use ml_serving::train::{TrainArgs, train};
-
-fn bundled_csv() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/breast_cancer.csv")
-}
-
-fn bundled_text() -> String {
-    std::fs::read_to_string(bundled_csv()).unwrap()
-}
-
-/// Runs `ml-serving` in `dir` (so no default path can touch the repository) without the
-/// environment variables its flags read.
-fn ml_serving(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ml-serving"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("MODEL_PATH")
-        .env_remove("MODEL_NAME")
-        .output()
-        .expect("running ml-serving")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn assert_success(out: &Output) {
-    assert!(out.status.success(), "ml-serving failed: {}", stderr(out));
-}
-
-fn assert_failure(out: &Output) -> String {
-    assert!(
-        !out.status.success(),
-        "ml-serving succeeded; stdout: {}",
-        stdout(out)
-    );
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(out);
-    assert!(err.starts_with("error: "), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
-
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("temporary paths are UTF-8")
-}
-
-/// Trains the default model with the CLI into `dir/model.dat.gz`.
-fn trained_model(dir: &Path) -> PathBuf {
-    let model = dir.join("model.dat.gz");
-    let out = ml_serving(
-        dir,
-        &["train", "--data", s(&bundled_csv()), "--out", s(&model)],
-    );
-    assert_success(&out);
-    model
-}
-
-/// An output CSV as (id, prediction, label) rows, after checking its header.
-fn read_scores(text: &str) -> Vec<(String, String, String)> {
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    assert_eq!(
-        reader.headers().unwrap().iter().collect::<Vec<_>>(),
-        ["id", "prediction", "label"]
-    );
-    reader
-        .records()
-        .map(|r| {
-            let r = r.expect("the output is valid CSV");
-            assert_eq!(r.len(), 3);
-            (r[0].to_string(), r[1].to_string(), r[2].to_string())
-        })
-        .collect()
-}
-
-/// A CSV (as text) with one cell replaced (`row` counts data rows from 0).
-fn with_cell(text: &str, row: usize, column: &str, value: &str) -> String {
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    let col = lines[0].split(',').position(|h| h == column).unwrap();
-    let mut cells: Vec<&str> = lines[row + 1].split(',').collect();
-    cells[col] = value;
-    lines[row + 1] = cells.join(",");
-    lines.join("\n") + "\n"
-}
 
 // ---------------------------------------------------------------------------------------------
 // train

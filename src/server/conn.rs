@@ -363,14 +363,17 @@ async fn connection(
                 .half_close(true)
                 .max_buf_size(settings.max_header_bytes.max(MIN_HEADER_BYTES))
                 .serve_connection(io, service);
-            watch(conn, &activity, &settings, &finish).await
+            watch(conn, &activity, &settings, &finish, true).await
         }
         Protocol::Http2 => {
             let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
                 .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
                 .serve_connection(io, service);
-            watch(conn, &activity, &settings, &finish).await
+            // A stream (gRPC's Watch) outlives its response future, so the request count
+            // cannot tell an idle HTTP/2 connection: no idle or header timeout there, and a
+            // drain always lets the open streams finish (within the drain timeout).
+            watch(conn, &activity, &settings, &finish, false).await
         }
     };
     open.close(reason);
@@ -383,6 +386,7 @@ async fn watch<C>(
     activity: &Activity,
     settings: &ConnSettings,
     finish: &CancellationToken,
+    timeouts: bool,
 ) -> &'static str
 where
     C: GracefulConnection,
@@ -392,7 +396,8 @@ where
     let mut draining = false;
     loop {
         let recheck = match activity.verdict(settings) {
-            Verdict::Close(reason) => break reason,
+            Verdict::Close(reason) if timeouts => break reason,
+            Verdict::Close(_) => Duration::from_secs(3600),
             Verdict::Keep { recheck } => recheck,
         };
         tokio::select! {
@@ -406,7 +411,7 @@ where
             () = activity.head_began.notified() => {}
             () = finish.cancelled(), if !draining => {
                 draining = true;
-                if activity.is_waiting() {
+                if timeouts && activity.is_waiting() {
                     break "shutdown";
                 }
                 // Finish the request in progress, then close.
