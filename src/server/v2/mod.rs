@@ -277,8 +277,19 @@ pub fn predict_outputs(
     values: &[f64],
     outputs: &[Output],
 ) -> Result<Vec<OutputData>, V2Error> {
-    let votes = model.votes(values)?;
-    let answers: Vec<_> = votes.iter().map(|v| model.answer(v.majority())).collect();
+    // Without a vote output, the ensemble's decision alone (it skips the SVM where the other
+    // two agree), as /predict does.
+    let wants_votes = outputs
+        .iter()
+        .any(|o| !matches!(o, Output::Predict | Output::Label));
+    let (votes, decisions) = if wants_votes {
+        let votes = model.votes(values)?;
+        let decisions = votes.iter().map(|v| v.majority()).collect();
+        (votes, decisions)
+    } else {
+        (Vec::new(), model.decide(values)?)
+    };
+    let answers: Vec<_> = decisions.into_iter().map(|d| model.answer(d)).collect();
     let vote = |pick: fn(&crate::pipeline::Votes) -> bool| {
         OutputData::Int64(votes.iter().map(|v| i64::from(pick(v))).collect())
     };
