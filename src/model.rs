@@ -318,98 +318,114 @@ impl Model {
     }
 
     /// The outputs at the indices `wanted` (into [`Self::outputs`]) for the rows in `rows`
-    /// (row-major, the model's width).
-    pub fn run(&self, rows: &[f64], wanted: &[usize]) -> Result<Vec<OutputData>, String> {
+    /// (row-major, the model's width), and each row's named-field answer: one evaluation.
+    pub fn run(
+        &self,
+        rows: &[f64],
+        wanted: &[usize],
+    ) -> Result<(Vec<OutputData>, Vec<Answer>), String> {
         let width = self.features().len();
         let n = rows.len() / width;
         match self {
             Self::Native(m) => {
                 let x = ndarray::ArrayView2::from_shape((n, width), rows)
                     .map_err(|e| format!("row layout: {e}"))?;
-                let votes = m.artifact.pipeline.votes(x).map_err(|e| e.to_string())?;
+                let pipeline = &m.artifact.pipeline;
+                // Without a vote output, the ensemble's decision alone: it skips the SVM where
+                // the other two agree.
+                let (votes, decisions) = if wanted.iter().any(|&i| i >= 2) {
+                    let votes = pipeline.votes(x).map_err(|e| e.to_string())?;
+                    let decisions = votes.iter().map(|v| v.majority()).collect();
+                    (votes, decisions)
+                } else {
+                    (Vec::new(), pipeline.predict(x).map_err(|e| e.to_string())?)
+                };
                 let labels = &m.artifact.labels;
-                Ok(wanted
+                let int = |pick: fn(&crate::pipeline::Votes) -> bool| {
+                    OutputData::Int64(votes.iter().map(|v| i64::from(pick(v))).collect())
+                };
+                let outputs = wanted
                     .iter()
-                    .map(|&i| {
-                        let int = |pick: fn(&crate::pipeline::Votes) -> bool| {
-                            OutputData::Int64(votes.iter().map(|v| i64::from(pick(v))).collect())
-                        };
-                        match i {
-                            0 => int(|v| v.majority()),
-                            1 => OutputData::Bytes(
-                                votes
-                                    .iter()
-                                    .map(|v| labels.name(v.majority()).to_string())
-                                    .collect(),
-                            ),
-                            2 => int(|v| v.logistic),
-                            3 => int(|v| v.tree),
-                            _ => int(|v| v.svm),
-                        }
+                    .map(|&i| match i {
+                        0 => OutputData::Int64(decisions.iter().map(|&d| i64::from(d)).collect()),
+                        1 => OutputData::Bytes(
+                            decisions
+                                .iter()
+                                .map(|&d| labels.name(d).to_string())
+                                .collect(),
+                        ),
+                        2 => int(|v| v.logistic),
+                        3 => int(|v| v.tree),
+                        _ => int(|v| v.svm),
                     })
-                    .collect())
+                    .collect();
+                let answers = decisions
+                    .into_iter()
+                    .map(|p| Answer::Class {
+                        label: labels.name(p).to_string(),
+                        prediction: u8::from(p).into(),
+                    })
+                    .collect();
+                Ok((outputs, answers))
             }
             Self::Onnx(m) => {
                 let outputs = m.graph.predict_f64(rows, n).map_err(|e| e.to_string())?;
-                wanted
+                let data = wanted
                     .iter()
                     .map(|&i| onnx_output(&outputs, i))
                     .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| "an output of an unexpected kind".to_string())
+                    .ok_or_else(|| "an output of an unexpected kind".to_string())?;
+                Ok((data, m.answers(&outputs, n)?))
             }
         }
     }
 
     /// The named-field answer for each row.
     pub fn answers(&self, rows: &[f64]) -> Result<Vec<Answer>, String> {
-        match self {
-            Self::Native(m) => {
-                let width = self.features().len();
-                let x = ndarray::ArrayView2::from_shape((rows.len() / width, width), rows)
-                    .map_err(|e| format!("row layout: {e}"))?;
-                let decisions = m.artifact.pipeline.predict(x).map_err(|e| e.to_string())?;
-                Ok(decisions
-                    .into_iter()
-                    .map(|p| Answer::Class {
-                        label: m.artifact.labels.name(p).to_string(),
-                        prediction: u8::from(p).into(),
+        self.run(rows, &[]).map(|(_, answers)| answers)
+    }
+}
+
+impl OnnxServed {
+    /// Each row's answer: its label (a classifier), else the first float output's first column.
+    fn answers(&self, outputs: &crate::onnx::Outputs, n: usize) -> Result<Vec<Answer>, String> {
+        if let Some(i) = self.graph.label_output() {
+            return match outputs.labels(i) {
+                Some(Data::I64(v)) => Ok(v
+                    .iter()
+                    .map(|&l| Answer::Class {
+                        label: l.to_string(),
+                        prediction: l.into(),
                     })
-                    .collect())
-            }
-            Self::Onnx(m) => {
-                let n = rows.len() / m.features.len();
-                let outputs = m.graph.predict_f64(rows, n).map_err(|e| e.to_string())?;
-                if let Some(i) = m.graph.label_output() {
-                    return Ok(match outputs.labels(i) {
-                        Some(Data::I64(v)) => v
-                            .iter()
-                            .map(|&l| Answer::Class {
-                                label: l.to_string(),
-                                prediction: l.into(),
-                            })
-                            .collect(),
-                        Some(Data::Str(v)) => v
-                            .iter()
-                            .map(|l| Answer::Class {
-                                label: l.clone(),
-                                prediction: l.clone().into(),
-                            })
-                            .collect(),
-                        _ => return Err("the label output holds no labels".to_string()),
-                    });
-                }
-                // A regression: the first float output, one value per row.
-                let values = (0..m.graph.outputs().len())
-                    .find_map(|i| outputs.scores(i))
-                    .ok_or_else(|| "the model has no label and no float output".to_string())?;
-                let per_row = values.len() / n.max(1);
-                Ok((0..n)
-                    .map(|r| Answer::Value {
-                        prediction: f64::from(values[r * per_row]),
+                    .collect()),
+                Some(Data::Str(v)) => Ok(v
+                    .iter()
+                    .map(|l| Answer::Class {
+                        label: l.clone(),
+                        prediction: l.clone().into(),
                     })
-                    .collect())
-            }
+                    .collect()),
+                _ => Err("the label output holds no labels".to_string()),
+            };
         }
+        let values: Vec<f64> = outputs
+            .values
+            .iter()
+            .find_map(|v| match v {
+                crate::onnx::Value::Tensor(t) => match &t.data {
+                    Data::F32(v) => Some(v.iter().map(|&x| f64::from(x)).collect()),
+                    Data::F64(v) => Some(v.clone()),
+                    _ => None,
+                },
+                crate::onnx::Value::Maps(_) => None,
+            })
+            .ok_or_else(|| "the model has no label and no float output".to_string())?;
+        let per_row = values.len() / n.max(1);
+        Ok((0..n)
+            .map(|r| Answer::Value {
+                prediction: values[r * per_row],
+            })
+            .collect())
     }
 }
 

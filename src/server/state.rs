@@ -83,16 +83,16 @@ impl ServedModel {
         Ok(Some(self.bodies[usize::from(positive)].clone()))
     }
 
-    /// Counts the rows in `values` in `predictions_total` by their answer (for routes that
-    /// answer with other outputs).
-    pub fn count(&self, values: &[f64]) -> Result<(), ApiError> {
-        self.answers(values).map(drop)
-    }
-
     /// The named-field answer for each row in `values`, counted in `predictions_total`.
     pub fn answers(&self, values: &[f64]) -> Result<Vec<Answer>, ApiError> {
         let answers = self.model.answers(values).map_err(ApiError::Internal)?;
-        for answer in &answers {
+        self.count(&answers);
+        Ok(answers)
+    }
+
+    /// Counts answers in `predictions_total` by label.
+    pub fn count(&self, answers: &[Answer]) {
+        for answer in answers {
             if let Answer::Class { label, .. } = answer {
                 match (&self.model, self.predictions.as_slice()) {
                     (Model::Native(m), [negative, positive]) => {
@@ -108,7 +108,6 @@ impl ServedModel {
                 }
             }
         }
-        Ok(answers)
     }
 }
 

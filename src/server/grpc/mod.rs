@@ -62,9 +62,8 @@ pub fn router(state: AppState, settings: GrpcSettings, stop: CancellationToken) 
         .into_axum_router()
         .layer(axum::middleware::from_fn_with_state(
             settings.request_timeout,
-            deadline,
+            deadline_and_metrics,
         ))
-        .layer(axum::middleware::from_fn(count))
 }
 
 /// Serves gRPC on `listener` until `stop` is cancelled; then health turns NOT_SERVING, calls in
@@ -97,18 +96,27 @@ pub async fn spawn(
 }
 
 /// A call gets the sooner of the server's timeout (`REQUEST_TIMEOUT_SECS`) and the client's
-/// deadline (`grpc-timeout`); past it, DEADLINE_EXCEEDED.
-async fn deadline(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+/// deadline (`grpc-timeout`); past it, DEADLINE_EXCEEDED. Every call is then counted and timed
+/// by method and code (one middleware for both: one boxed future per call, not two).
+async fn deadline_and_metrics(
+    State(timeout): State<Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = method_label(request.uri().path());
+    let started = Instant::now();
     let client = request
         .headers()
         .get("grpc-timeout")
         .and_then(|v| v.to_str().ok())
         .and_then(grpc_timeout);
     let budget = client.map_or(timeout, |c| c.min(timeout));
-    match tokio::time::timeout(budget, next.run(request)).await {
+    let response = match tokio::time::timeout(budget, next.run(request)).await {
         Ok(response) => response,
         Err(_) => service::deadline_exceeded().into_http(),
-    }
+    };
+    count(method, started, &response);
+    response
 }
 
 // ------------------------------------------------------------------ metrics
@@ -144,13 +152,10 @@ fn code_label(code: tonic::Code) -> String {
     }
 }
 
-/// Counts and times every call by method and status code: `grpc_requests_total` and
+/// Counts and times a call by method and status code: `grpc_requests_total` and
 /// `grpc_request_duration_seconds`, labels `method` (one of the services' methods, or
 /// `unknown`) and `code` (`OK`, `InvalidArgument`, ...: gRPC's code names).
-async fn count(request: Request, next: Next) -> Response {
-    let method = method_label(request.uri().path());
-    let started = Instant::now();
-    let response = next.run(request).await;
+fn count(method: SharedString, started: Instant, response: &Response) {
     // An error is answered "trailers-only": its status is in the headers. A success carries
     // its status in the trailers, after the message.
     let code =
@@ -159,7 +164,6 @@ async fn count(request: Request, next: Next) -> Response {
     metrics::counter!("grpc_requests_total", &labels).increment(1);
     metrics::histogram!("grpc_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
-    response
 }
 
 #[cfg(test)]

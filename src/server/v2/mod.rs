@@ -284,11 +284,12 @@ pub fn predict_outputs(
     values: &[f64],
     outputs: &[usize],
 ) -> Result<Vec<OutputData>, V2Error> {
-    model.count(values)?;
-    model
+    let (data, answers) = model
         .model
         .run(values, outputs)
-        .map_err(|e| V2Error::Server(ApiError::Internal(e)))
+        .map_err(|e| V2Error::Server(ApiError::Internal(e)))?;
+    model.count(&answers);
+    Ok(data)
 }
 
 fn run_inference(
