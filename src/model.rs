@@ -102,12 +102,15 @@ impl From<LoadedModel> for Model {
     }
 }
 
-/// The first bytes of a gzip stream: our artifacts; anything else is read as ONNX.
+/// The first bytes of a gzip stream: our artifacts.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// The first byte of an ONNX file as every converter writes it: field 1 (`ir_version`), varint.
+const ONNX_FIRST_BYTE: u8 = 0x08;
 
 impl Model {
-    /// Loads the model at `path`, recognising its kind from its first bytes (gzip: ours;
-    /// anything else must be an ONNX protobuf), refusing a file over `max_bytes`.
+    /// Loads the model at `path`, recognising its kind from its first bytes (gzip: ours; an
+    /// ONNX protobuf starts with its `ir_version` field, byte 0x08) or, for a file that is
+    /// neither, its `.onnx` name; refuses a file over `max_bytes`.
     pub fn load(path: &Path, max_bytes: u64) -> Result<Self, ModelError> {
         let mut head = [0u8; 2];
         let io = |source| ModelError::Io {
@@ -117,8 +120,16 @@ impl Model {
         let read = std::fs::File::open(path)
             .and_then(|mut f| f.read(&mut head))
             .map_err(io);
+        let named_onnx = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
         match read {
-            Ok(2) if head != GZIP_MAGIC => Self::load_onnx(path, max_bytes),
+            Ok(2) if head == GZIP_MAGIC => Ok(Self::Native(Box::new(LoadedModel::load_bounded(
+                path, max_bytes,
+            )?))),
+            Ok(n) if n > 0 && (head[0] == ONNX_FIRST_BYTE || named_onnx) => {
+                Self::load_onnx(path, max_bytes)
+            }
             // Missing, unreadable, short or gzip: our loader says what is wrong.
             _ => Ok(Self::Native(Box::new(LoadedModel::load_bounded(
                 path, max_bytes,
@@ -215,6 +226,12 @@ impl Model {
             Self::Native(_) => "ml-serving",
             Self::Onnx(_) => "onnx",
         }
+    }
+
+    /// Whether feature values must be ≥ 0: our model's rule (its features are measurements;
+    /// the tutorial refused negatives), not an ONNX model's, which takes any finite value.
+    pub fn nonnegative_features(&self) -> bool {
+        matches!(self, Self::Native(_))
     }
 
     /// The name the model file gives itself.

@@ -179,7 +179,7 @@ fn features_follow_the_rules_of_predict() {
                 .join(",")
         );
         assert!(
-            ml_serving::server::features::parse_row(&names, body.as_bytes()).is_err(),
+            ml_serving::server::features::parse_row(&names, body.as_bytes(), true).is_err(),
             "{what}: /predict accepts it"
         );
 

@@ -281,7 +281,17 @@ fn is_stdio(path: Option<&Path>) -> bool {
 }
 
 pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
-    let model = LoadedModel::load(&args.model_path)?;
+    let model = match crate::model::Model::load(
+        &args.model_path,
+        crate::artifact::DEFAULT_MAX_MODEL_BYTES,
+    )? {
+        crate::model::Model::Native(model) => *model,
+        crate::model::Model::Onnx(_) => anyhow::bail!(
+            "{} is an ONNX model: `score` runs only ml-serving artifacts so far; serve it \
+             (`serve --model-path`) and send rows to /predict/batch or the V2 routes",
+            args.model_path.display()
+        ),
+    };
     let shard = shard_of(args)?;
     let stdin = is_stdio(Some(&args.input));
     let input_format = args

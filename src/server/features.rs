@@ -100,14 +100,16 @@ pub enum RowsError {
     TooManyRows { max: usize },
 }
 
-/// Parses one row: a JSON object holding exactly the named features, each a number ≥ 0.
+/// Parses one row: a JSON object holding exactly the named features, each a finite number (and
+/// ≥ 0 when `nonnegative`).
 /// Returns the values in `names` order.
-pub fn parse_row(names: &[String], body: &[u8]) -> Result<Vec<f64>, RowsError> {
+pub fn parse_row(names: &[String], body: &[u8], nonnegative: bool) -> Result<Vec<f64>, RowsError> {
     let mut out = Vec::with_capacity(names.len());
     let mut errors = ErrorList::default();
     let mut de = serde_json::Deserializer::from_slice(body);
     RowSeed {
         names,
+        nonnegative,
         prefix: &[],
         out: &mut out,
         errors: &mut errors,
@@ -124,9 +126,15 @@ pub fn parse_row(names: &[String], body: &[u8]) -> Result<Vec<f64>, RowsError> {
 
 /// Parses a batch: a JSON array of rows, or an object `{"rows": [...]}`. Returns the values
 /// row after row (`rows × names.len()`). Reading stops at the first row past `max_rows`.
-pub fn parse_batch(names: &[String], body: &[u8], max_rows: usize) -> Result<Vec<f64>, RowsError> {
+pub fn parse_batch(
+    names: &[String],
+    body: &[u8],
+    max_rows: usize,
+    nonnegative: bool,
+) -> Result<Vec<f64>, RowsError> {
     let mut state = BatchState {
         names,
+        nonnegative,
         max_rows,
         out: Vec::new(),
         errors: ErrorList::default(),
@@ -235,6 +243,8 @@ impl<'de> DeserializeSeed<'de> for KeySeed {
 
 struct RowSeed<'a> {
     names: &'a [String],
+    /// Whether a value must be ≥ 0 (our model's rule).
+    nonnegative: bool,
     prefix: &'a [Loc],
     out: &'a mut Vec<f64>,
     errors: &'a mut ErrorList,
@@ -306,7 +316,7 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
                         "Input should be a finite number".to_string(),
                     )
                 }),
-                Cell::Number(v) if v < 0.0 => self.errors.push(|| {
+                Cell::Number(v) if self.nonnegative && v < 0.0 => self.errors.push(|| {
                     field_error(
                         body_loc(self.prefix, Some(&key)),
                         "greater_than_equal",
@@ -365,6 +375,7 @@ impl RowSeed<'_> {
 /// What a batch parse accumulates.
 struct BatchState<'a> {
     names: &'a [String],
+    nonnegative: bool,
     max_rows: usize,
     out: Vec<f64>,
     errors: ErrorList,
@@ -485,6 +496,7 @@ impl<'de> Visitor<'de> for RowsSeed<'_, '_> {
             *prefix.last_mut().expect("index slot") = Loc::Index(index);
             let row = RowSeed {
                 names: state.names,
+                nonnegative: state.nonnegative,
                 prefix: &prefix,
                 out: &mut state.out,
                 errors: &mut state.errors,

@@ -287,7 +287,11 @@ pub fn app_with_slots(state: AppState, slots: Slots, request_timeout: Duration) 
 /// request in a span holding its id.
 fn router(state: AppState, slots: Slots, request_timeout: Duration, access_log: bool) -> Router {
     let model = state.model();
-    let doc = openapi::document(model.features(), model.model.sample());
+    let doc = openapi::document(
+        model.features(),
+        model.model.sample(),
+        model.model.nonnegative_features(),
+    );
     drop(model);
     // The timeout covers the body and the computation; the in-flight slot is taken only once
     // the body is in (`Slots`), so a client still uploading never holds one. /predict and the

@@ -63,14 +63,22 @@ use super::{routes, v2};
 )]
 struct ApiDoc;
 
-/// The document for a model with these features.
-pub fn document(features: &[String], sample: &[f64]) -> utoipa::openapi::OpenApi {
+/// The document for a model with these features (each ≥ 0 when `nonnegative`).
+pub fn document(
+    features: &[String],
+    sample: &[f64],
+    nonnegative: bool,
+) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     doc.servers = Some(vec![ServerBuilder::new().url("/").build()]);
     let mut row = ObjectBuilder::new()
         .schema_type(Type::Object)
-        .description(Some("One row: every feature of the model, each a finite number ≥ 0. Unknown fields are refused."))
+        .description(Some(if nonnegative {
+            "One row: every feature of the model, each a finite number ≥ 0. Unknown fields are refused."
+        } else {
+            "One row: every feature of the model, each a finite number. Unknown fields are refused."
+        }))
         .additional_properties(Some(AdditionalProperties::FreeForm(false)));
     let mut example = serde_json::Map::new();
     for (name, value) in features.iter().zip(sample) {
@@ -79,7 +87,7 @@ pub fn document(features: &[String], sample: &[f64]) -> utoipa::openapi::OpenApi
                 name,
                 ObjectBuilder::new()
                     .schema_type(Type::Number)
-                    .minimum(Some(0.0)),
+                    .minimum(nonnegative.then_some(0.0)),
             )
             .required(name);
         example.insert(name.clone(), serde_json::json!(value));

@@ -37,7 +37,7 @@ pub async fn predict(
 ) -> Result<Response, ApiError> {
     let _slot = slots.take()?;
     let model = state.model();
-    let row = features::parse_row(model.features(), &body)?;
+    let row = features::parse_row(model.features(), &body, model.model.nonnegative_features())?;
     if let Some(body) = model.native_answer_body(&row)? {
         return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
     }
@@ -66,7 +66,12 @@ pub async fn predict_batch(
 ) -> Result<Json<BatchResponse>, ApiError> {
     let _slot = slots.take()?;
     let model = state.model();
-    let values = features::parse_batch(model.features(), &body, state.limits().batch_rows)?;
+    let values = features::parse_batch(
+        model.features(),
+        &body,
+        state.limits().batch_rows,
+        model.model.nonnegative_features(),
+    )?;
     let predictions = model.answers(&values)?;
     Ok(Json(BatchResponse { predictions }))
 }

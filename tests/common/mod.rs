@@ -10,7 +10,6 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use ml_serving::artifact::LoadedModel;
 use ml_serving::server::{AppState, Limits, ServedModel, app};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -52,7 +51,11 @@ impl Default for Setup {
 impl Setup {
     pub fn state(&self) -> AppState {
         ml_serving::telemetry::metrics_handle();
-        let model = LoadedModel::load(&self.model_path).expect("model loads");
+        let model = ml_serving::model::Model::load(
+            &self.model_path,
+            ml_serving::artifact::DEFAULT_MAX_MODEL_BYTES,
+        )
+        .expect("model loads");
         AppState::new(
             ServedModel::new(model, self.name.as_deref()),
             self.model_path.clone(),

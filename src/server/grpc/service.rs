@@ -249,8 +249,11 @@ impl InferenceService {
             .collect::<Result<_, Status>>()?;
         let specs = model.model.outputs();
         let wanted = outputs(request, &specs).map_err(|e| status(&e))?;
-        let values = v2::read_inputs(model.features(), &tensors, self.state.limits().batch_rows)
-            .map_err(|e| status(&e))?;
+        let rules = v2::ReadRules {
+            max_rows: self.state.limits().batch_rows,
+            nonnegative: model.model.nonnegative_features(),
+        };
+        let values = v2::read_inputs(model.features(), &tensors, rules).map_err(|e| status(&e))?;
         let data = v2::predict_outputs(&model, &values, &wanted).map_err(|e| status(&e))?;
         let rows = (values.len() / model.features().len()) as u64;
         Ok(ModelInferResponse {

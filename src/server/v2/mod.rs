@@ -49,7 +49,7 @@ use body::V2Body;
 use error::bad;
 pub use error::{V2Error, V2ErrorBody, error_body};
 use tensors::select_outputs;
-pub use tensors::{Datatype, Source, Tensor, output_named, output_shape, read_inputs};
+pub use tensors::{Datatype, ReadRules, Source, Tensor, output_named, output_shape, read_inputs};
 pub use types::*;
 
 /// The live model, if the path names it (and its version, when the path has one).
@@ -309,7 +309,14 @@ fn run_inference(
     let specs = model.model.outputs();
     let selected = select_outputs(&request, &specs)?;
     let tensors = binary::tensors(&request, binary, body.header_length)?;
-    let values = read_inputs(model.features(), &tensors, state.limits().batch_rows)?;
+    let values = read_inputs(
+        model.features(),
+        &tensors,
+        ReadRules {
+            max_rows: state.limits().batch_rows,
+            nonnegative: model.model.nonnegative_features(),
+        },
+    )?;
     let wanted: Vec<usize> = selected.iter().map(|(o, _)| *o).collect();
     let data = predict_outputs(&model, &values, &wanted)?;
     let rows = (values.len() / model.features().len()) as u64;

@@ -392,8 +392,30 @@ fn json_number(
     Ok(v)
 }
 
-/// A feature value must be finite and not negative.
-fn check_feature(input: &Tensor, v: f64, at: &dyn Fn() -> String) -> Result<f64, V2Error> {
+/// How inputs are read: at most `max_rows` rows, and whether feature values must be ≥ 0 (our
+/// model's rule; an ONNX model takes any finite value).
+#[derive(Debug, Clone, Copy)]
+pub struct ReadRules {
+    pub max_rows: usize,
+    pub nonnegative: bool,
+}
+
+impl From<usize> for ReadRules {
+    fn from(max_rows: usize) -> Self {
+        Self {
+            max_rows,
+            nonnegative: true,
+        }
+    }
+}
+
+/// A feature value must be finite, and not negative when the rules say so.
+fn check_feature(
+    input: &Tensor,
+    v: f64,
+    nonnegative: bool,
+    at: &dyn Fn() -> String,
+) -> Result<f64, V2Error> {
     if !v.is_finite() {
         return Err(bad(format!(
             "input {:?}: {} is not a finite number",
@@ -401,7 +423,7 @@ fn check_feature(input: &Tensor, v: f64, at: &dyn Fn() -> String) -> Result<f64,
             at()
         )));
     }
-    if v < 0.0 {
+    if nonnegative && v < 0.0 {
         return Err(bad(format!(
             "input {:?}: {} is {v}, but a feature value must be ≥ 0",
             input.name,
@@ -523,8 +545,9 @@ fn numbers(
 pub fn read_inputs(
     features: &[String],
     inputs: &[Tensor],
-    max_rows: usize,
+    rules: impl Into<ReadRules>,
 ) -> Result<Vec<f64>, V2Error> {
+    let rules = rules.into();
     if inputs.is_empty() {
         return Err(bad(format!(
             "the request has no inputs; {}",
@@ -537,16 +560,16 @@ pub fn read_inputs(
                 "input {BATCH_INPUT:?} holds every feature: send it alone, not with other inputs"
             )));
         }
-        return read_matrix(features, batch, max_rows);
+        return read_matrix(features, batch, rules);
     }
-    read_columns(features, inputs, max_rows)
+    read_columns(features, inputs, rules)
 }
 
 /// The `[N, width]` layout.
 pub(super) fn read_matrix(
     features: &[String],
     input: &Tensor,
-    max_rows: usize,
+    rules: ReadRules,
 ) -> Result<Vec<f64>, V2Error> {
     let width = features.len();
     let datatype = datatype(input)?;
@@ -564,7 +587,7 @@ pub(super) fn read_matrix(
     if columns != width as u64 {
         return Err(wrong_shape());
     }
-    let rows = check_rows(rows, max_rows)?;
+    let rows = check_rows(rows, rules.max_rows)?;
     let at = |i: usize| {
         format!(
             "row {}, column {} ({})",
@@ -575,7 +598,7 @@ pub(super) fn read_matrix(
     };
     let mut values = numbers(input, datatype, &[rows, width], &at)?;
     for (i, v) in values.iter_mut().enumerate() {
-        *v = check_feature(input, *v, &|| at(i))?;
+        *v = check_feature(input, *v, rules.nonnegative, &|| at(i))?;
     }
     Ok(values)
 }
@@ -584,7 +607,7 @@ pub(super) fn read_matrix(
 pub(super) fn read_columns(
     features: &[String],
     inputs: &[Tensor],
-    max_rows: usize,
+    rules: ReadRules,
 ) -> Result<Vec<f64>, V2Error> {
     let width = features.len();
     let mut columns: Vec<Option<(&Tensor, Datatype)>> = vec![None; width];
@@ -636,7 +659,7 @@ pub(super) fn read_columns(
             layouts_help(features)
         )));
     }
-    let rows = check_rows(rows.map_or(0, |(n, _)| n), max_rows)?;
+    let rows = check_rows(rows.map_or(0, |(n, _)| n), rules.max_rows)?;
     // Every column is present (checked above); its data is checked against N before the rows
     // are allocated.
     let at = |r: usize| format!("row {r}");
@@ -652,7 +675,7 @@ pub(super) fn read_columns(
     let mut values = vec![0.0; rows * width];
     for (j, (input, column)) in cells.into_iter().enumerate() {
         for (r, value) in column.into_iter().enumerate() {
-            values[r * width + j] = check_feature(input, value, &|| at(r))?;
+            values[r * width + j] = check_feature(input, value, rules.nonnegative, &|| at(r))?;
         }
     }
     Ok(values)
