@@ -46,7 +46,7 @@ impl Servers {
             move || {
                 runtime.block_on(async move {
                     let settings = GrpcSettings {
-                        max_in_flight: 64,
+                        slots: ml_serving::server::Slots::new(64),
                         request_timeout: Duration::from_secs(10),
                         connections: common::conn_settings(Duration::from_secs(2)),
                     };

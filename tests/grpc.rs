@@ -41,7 +41,7 @@ async fn start(setup: Setup, drain: Duration) -> Running {
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
     let settings = GrpcSettings {
-        max_in_flight: setup.max_in_flight,
+        slots: ml_serving::server::Slots::new(setup.max_in_flight),
         request_timeout: setup.timeout,
         connections: common::conn_settings(drain),
     };
@@ -560,7 +560,7 @@ async fn a_call_past_the_clients_deadline_is_deadline_exceeded() {
     let running = {
         let stop = CancellationToken::new();
         let settings = GrpcSettings {
-            max_in_flight: 8,
+            slots: ml_serving::server::Slots::new(8),
             request_timeout: Duration::from_secs(60),
             connections: common::conn_settings(Duration::from_secs(1)),
         };
@@ -615,13 +615,25 @@ async fn the_servers_timeout_bounds_every_call() {
 
 #[tokio::test]
 async fn with_no_free_slot_a_call_is_resource_exhausted() {
-    let service = InferenceService::new(Setup::default().state(), 0, Duration::from_secs(10));
+    // One slot, shared with REST, held as a REST prediction would hold it.
+    let slots = ml_serving::server::Slots::new(1);
+    let service = InferenceService::new(
+        Setup::default().state(),
+        slots.clone(),
+        Duration::from_secs(10),
+    );
+    let held = slots.take().unwrap();
     let err = service
         .model_infer(Request::new(matrix(&[SAMPLE_ROW])))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
     assert!(err.message().contains("Too many requests in flight"));
+    drop(held);
+    service
+        .model_infer(Request::new(matrix(&[SAMPLE_ROW])))
+        .await
+        .expect("a free slot serves the call");
 }
 
 #[tokio::test]
@@ -741,7 +753,7 @@ proptest! {
     #[test]
     fn any_model_infer_request_gets_an_answer_or_a_client_error(request in any_request()) {
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let service = InferenceService::new(Setup { batch_rows: 8, ..Setup::default() }.state(), 4, Duration::from_secs(10));
+        let service = InferenceService::new(Setup { batch_rows: 8, ..Setup::default() }.state(), ml_serving::server::Slots::new(4), Duration::from_secs(10));
         match runtime.block_on(service.model_infer(Request::new(request))) {
             Ok(response) => {
                 let response = response.into_inner();

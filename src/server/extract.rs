@@ -107,13 +107,19 @@ fn bearer_token(value: &str) -> Option<&str> {
 /// The prediction slots: at most `MAX_IN_FLIGHT` requests computing at once. A handler takes
 /// one after reading its body; none free is a 429 at once, never a queue.
 #[derive(Debug, Clone)]
-pub struct Slots(std::sync::Arc<tokio::sync::Semaphore>);
+pub struct Slots(std::sync::Arc<tokio::sync::Semaphore>, usize);
 
 impl Slots {
     pub fn new(max_in_flight: usize) -> Self {
-        Self(std::sync::Arc::new(tokio::sync::Semaphore::new(
+        Self(
+            std::sync::Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
             max_in_flight,
-        )))
+        )
+    }
+
+    /// How many there are (`MAX_IN_FLIGHT`).
+    pub fn capacity(&self) -> usize {
+        self.1
     }
 
     /// A slot, held until the returned permit drops.

@@ -422,9 +422,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             );
         }
         let stop = CancellationToken::new();
+        // /predict, V2 REST and gRPC draw on the same prediction slots.
+        let slots = Slots::new(settings.max_in_flight);
         let app = router(
             state.clone(),
-            Slots::new(settings.max_in_flight),
+            slots.clone(),
             settings.request_timeout,
             args.access_log,
         );
@@ -455,7 +457,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
                     SocketAddr::new(args.host, port),
                     state.clone(),
                     grpc::GrpcSettings {
-                        max_in_flight: settings.max_in_flight,
+                        slots,
                         request_timeout: settings.request_timeout,
                         connections: settings.connections.clone(),
                     },

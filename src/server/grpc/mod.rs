@@ -31,7 +31,8 @@ pub const SERVICE_NAME: &str = "inference.GRPCInferenceService";
 /// What the gRPC server needs beyond the shared state.
 #[derive(Debug, Clone)]
 pub struct GrpcSettings {
-    pub max_in_flight: usize,
+    /// The prediction slots, shared with the REST routes (`MAX_IN_FLIGHT`).
+    pub slots: super::Slots,
     pub request_timeout: Duration,
     /// The same connection bounds and drain as the REST listener.
     pub connections: super::ConnSettings,
@@ -43,7 +44,7 @@ pub fn router(state: AppState, settings: GrpcSettings, stop: CancellationToken) 
     let limit = state.limits().body_bytes;
     let inference = GrpcInferenceServiceServer::new(InferenceService::new(
         state,
-        settings.max_in_flight,
+        settings.slots.clone(),
         settings.request_timeout,
     ))
     .max_decoding_message_size(limit)

@@ -2,11 +2,9 @@
 //! validation, row limit and outputs as the V2 REST routes, with the API key, the in-flight
 //! limit and the deadline checked per call, and errors mapped once to gRPC status codes.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tonic::{Code, Request, Response, Status};
 
@@ -18,23 +16,23 @@ use super::proto::*;
 use crate::model::OutputSpec;
 use crate::server::ApiError;
 use crate::server::AppState;
+use crate::server::Slots;
 use crate::server::v2::{self, Source, Tensor, V2Error};
 
 /// The service; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct InferenceService {
     state: AppState,
-    in_flight: Arc<Semaphore>,
-    max_in_flight: usize,
+    /// The same prediction slots as the REST routes.
+    slots: Slots,
     timeout: Duration,
 }
 
 impl InferenceService {
-    pub fn new(state: AppState, max_in_flight: usize, timeout: Duration) -> Self {
+    pub fn new(state: AppState, slots: Slots, timeout: Duration) -> Self {
         Self {
             state,
-            in_flight: Arc::new(Semaphore::new(max_in_flight)),
-            max_in_flight,
+            slots,
             timeout,
         }
     }
@@ -350,10 +348,10 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<ModelInferResponse>, Status> {
         let deadline = self.deadline(&request);
         self.authorize(&request)?;
-        let _permit = self.in_flight.try_acquire().map_err(|_| {
+        let _permit = self.slots.take().map_err(|_| {
             Status::resource_exhausted(format!(
-                "Too many requests in flight (MAX_IN_FLIGHT = {}); retry shortly",
-                self.max_in_flight
+                "Too many requests in flight (MAX_IN_FLIGHT = {}, shared with REST); retry shortly",
+                self.slots.capacity()
             ))
         })?;
         if Instant::now() >= deadline {
