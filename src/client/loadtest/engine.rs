@@ -20,14 +20,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderValue};
 use hyper::{Method, Request, StatusCode, Uri};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::report::{Report, RequestRecord, StopReason};
+use super::report::{ConnectionStats, Report, RequestRecord, Run, StopReason, histogram};
 use super::timer::Timer;
 use crate::client::http::{Connection, Target};
 use crate::grpc_proto::ModelInferRequest;
@@ -35,8 +34,6 @@ use crate::grpc_proto::grpc_inference_service_client::GrpcInferenceServiceClient
 
 type GrpcClient = GrpcInferenceServiceClient<tonic::transport::Channel>;
 
-/// Latencies are recorded in microseconds up to an hour, to three significant digits.
-const LATENCY_MAX_US: u64 = 3_600_000_000;
 /// At most this many distinct transport error messages are kept per connection; the rest
 /// are counted under "other".
 const MAX_ERROR_KINDS: usize = 16;
@@ -276,25 +273,6 @@ impl Shared {
     }
 }
 
-/// One connection's tallies, merged into the report at the end.
-pub(super) struct ConnectionStats {
-    pub sent: u64,
-    pub unfinished: u64,
-    /// Answers by status code (index = code).
-    pub statuses: Vec<u64>,
-    pub transport_errors: u64,
-    pub error_kinds: HashMap<String, u64>,
-    /// From the intended start to the end of the answer, µs.
-    pub latency: Histogram<u64>,
-    /// Open loop: from the moment the request was sent to the end of the answer, µs.
-    pub service_time: Option<Histogram<u64>>,
-    pub trace: Vec<RequestRecord>,
-}
-
-pub(super) fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("valid histogram bounds")
-}
-
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
@@ -400,7 +378,12 @@ pub async fn run_load(config: &LoadConfig, stop: CancellationToken) -> anyhow::R
         due.min(shared.limit).saturating_sub(sent)
     });
     Ok(Report::merge(
-        config,
+        Run {
+            method: config.method.to_string(),
+            url: format!("{}{}", config.url.trim_end_matches('/'), config.path),
+            concurrency: config.concurrency,
+            rate: config.rate,
+        },
         stopped_by,
         started,
         stopped - started,

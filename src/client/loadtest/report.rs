@@ -1,14 +1,43 @@
 //! The load test's report: counts, answers by status, transport errors, throughput and the
 //! latency distribution, as text for people and as JSON for scripts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::engine::{ConnectionStats, LoadConfig, histogram};
+/// What a load test ran, as its report names it.
+#[derive(Debug, Clone)]
+pub(super) struct Run {
+    pub method: String,
+    pub url: String,
+    pub concurrency: usize,
+    pub rate: Option<f64>,
+}
+
+/// Latencies are recorded in microseconds up to an hour, to three significant digits.
+const LATENCY_MAX_US: u64 = 3_600_000_000;
+
+/// One connection's tallies, merged into the report at the end.
+pub(super) struct ConnectionStats {
+    pub sent: u64,
+    pub unfinished: u64,
+    /// Answers by status code (index = code).
+    pub statuses: Vec<u64>,
+    pub transport_errors: u64,
+    pub error_kinds: HashMap<String, u64>,
+    /// From the intended start to the end of the answer, µs.
+    pub latency: Histogram<u64>,
+    /// Open loop: from the moment the request was sent to the end of the answer, µs.
+    pub service_time: Option<Histogram<u64>>,
+    pub trace: Vec<RequestRecord>,
+}
+
+pub(super) fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("valid histogram bounds")
+}
 
 /// Why the load test ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -71,7 +100,7 @@ pub struct Report {
 
 impl Report {
     pub(super) fn merge(
-        config: &LoadConfig,
+        config: Run,
         stopped_by: StopReason,
         started: Instant,
         elapsed: Duration,
@@ -79,8 +108,8 @@ impl Report {
         per_connection: Vec<ConnectionStats>,
     ) -> Self {
         let mut report = Self {
-            method: config.method.to_string(),
-            url: format!("{}{}", config.url.trim_end_matches('/'), config.path),
+            method: config.method,
+            url: config.url,
             concurrency: config.concurrency,
             rate: config.rate,
             stopped_by,
