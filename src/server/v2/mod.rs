@@ -406,13 +406,8 @@ fn encode(
     request_body(content = InferenceRequest, description = "V2 input tensors, at most MAX_BATCH_ROWS rows"),
     responses(
         (status = 200, description = "The chosen outputs, one element per row", body = InferenceResponse),
-        (status = 400, description = "Malformed JSON, a wrong input (name, datatype, shape, data length or value) or a wrong binary layout (header length, binary_data_size)", body = V2ErrorBody),
-        (status = 401, description = "Missing or wrong API key (when API_KEY is set)", body = V2ErrorBody),
         (status = 404, description = "Unknown model", body = V2ErrorBody),
-        (status = 408, description = "Slower than the request timeout", body = V2ErrorBody),
-        (status = 413, description = "Body over the limit (after inflation), or more rows than MAX_BATCH_ROWS", body = V2ErrorBody),
-        (status = 415, description = "A Content-Type other than JSON or application/octet-stream, or a Content-Encoding other than gzip or deflate", body = V2ErrorBody),
-        (status = 429, description = "Too many requests in flight", body = V2ErrorBody),
+        InferErrors,
     ),
     security((), ("api_key" = []))
 )]
@@ -439,13 +434,8 @@ pub async fn infer(
     request_body(content = InferenceRequest, description = "V2 input tensors, at most MAX_BATCH_ROWS rows"),
     responses(
         (status = 200, description = "The chosen outputs, one element per row", body = InferenceResponse),
-        (status = 400, description = "Malformed JSON, a wrong input (name, datatype, shape, data length or value) or a wrong binary layout (header length, binary_data_size)", body = V2ErrorBody),
-        (status = 401, description = "Missing or wrong API key (when API_KEY is set)", body = V2ErrorBody),
         (status = 404, description = "Unknown model or version", body = V2ErrorBody),
-        (status = 408, description = "Slower than the request timeout", body = V2ErrorBody),
-        (status = 413, description = "Body over the limit (after inflation), or more rows than MAX_BATCH_ROWS", body = V2ErrorBody),
-        (status = 415, description = "A Content-Type other than JSON or application/octet-stream, or a Content-Encoding other than gzip or deflate", body = V2ErrorBody),
-        (status = 429, description = "Too many requests in flight", body = V2ErrorBody),
+        InferErrors,
     ),
     security((), ("api_key" = []))
 )]
@@ -467,6 +457,40 @@ async fn unknown_route(uri: Uri) -> V2Error {
 /// Each V2 route's own 405 (the server-wide one answers `{"detail"}`); axum adds `Allow`.
 async fn method_not_allowed() -> V2Error {
     V2Error::Server(ApiError::MethodNotAllowed)
+}
+
+/// The error answers both inference routes share (each adds its own 404), for the OpenAPI
+/// document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // never built: it only describes answers
+pub enum InferErrors {
+    #[response(
+        status = 400,
+        description = "Malformed JSON, a wrong input (name, datatype, shape, data length or value) or a wrong binary layout (header length, binary_data_size)"
+    )]
+    BadRequest(V2ErrorBody),
+    #[response(
+        status = 401,
+        description = "Missing or wrong API key (when API_KEY is set)"
+    )]
+    Unauthorized(V2ErrorBody),
+    #[response(status = 408, description = "Slower than the request timeout")]
+    Timeout(V2ErrorBody),
+    #[response(
+        status = 413,
+        description = "Body over the limit (after inflation), or more rows than MAX_BATCH_ROWS"
+    )]
+    TooLarge(V2ErrorBody),
+    #[response(
+        status = 415,
+        description = "A Content-Type other than JSON or application/octet-stream, or a Content-Encoding other than gzip or deflate"
+    )]
+    UnsupportedMediaType(V2ErrorBody),
+    #[response(
+        status = 429,
+        description = "MAX_IN_FLIGHT predictions already computing"
+    )]
+    Overloaded(V2ErrorBody),
 }
 
 // ------------------------------------------------------------------ routers
