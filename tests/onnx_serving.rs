@@ -224,3 +224,106 @@ fn serve_starts_from_an_onnx_file_and_refuses_a_file_of_neither_kind() {
         "{stderr}"
     );
 }
+
+/// Writes the data set's rows as a CSV with the sidecar's feature names and an `id` column.
+fn csv_of(dir: &std::path::Path, data: &str, features: &[String]) -> (PathBuf, Vec<Vec<f64>>) {
+    let rows: Vec<Vec<f64>> = read_json(&format!("data_{data}.json"))["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect()
+        })
+        .collect();
+    let mut text = format!("id,{}\n", features.join(","));
+    for (i, row) in rows.iter().enumerate() {
+        let cells: Vec<String> = row.iter().map(|v| format!("{v:?}")).collect();
+        text.push_str(&format!("r{i},{}\n", cells.join(",")));
+    }
+    let path = dir.join(format!("{data}.csv"));
+    std::fs::write(&path, text).unwrap();
+    (path, rows)
+}
+
+fn score(model: &str, input: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ml-serving"))
+        .args(["score", "--model-path"])
+        .arg(fixture(model))
+        .arg("--input")
+        .arg(input)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn score_runs_onnx_classifiers_and_regressors_like_onnxruntime() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = |sidecar: &str| -> Vec<String> {
+        serde_json::from_value(read_json(sidecar)["feature_names"].clone()).unwrap()
+    };
+    let (csv, _) = csv_of(dir.path(), "cancer", &names("logreg_cancer.json"));
+    let out = score("logreg_cancer.onnx", &csv, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, labels) = rows_and_reference("cancer", "logreg_cancer", "output_label");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "id,prediction,label");
+    assert_eq!(lines.len() - 1, labels.as_array().unwrap().len());
+    for (i, (line, label)) in lines[1..]
+        .iter()
+        .zip(labels.as_array().unwrap())
+        .enumerate()
+    {
+        assert_eq!(*line, format!("r{i},{label},{label}"));
+    }
+
+    let (csv, rows) = csv_of(dir.path(), "diabetes", &names("linreg_diabetes.json"));
+    assert!(
+        rows.iter().flatten().any(|v| *v < 0.0),
+        "negative features are scored"
+    );
+    let out = score("linreg_diabetes.onnx", &csv, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, values) = rows_and_reference("diabetes", "linreg_diabetes", "variable");
+    let text = String::from_utf8(out.stdout).unwrap();
+    for (i, (line, v)) in text
+        .lines()
+        .skip(1)
+        .zip(values.as_array().unwrap())
+        .enumerate()
+    {
+        let fields: Vec<&str> = line.split(',').collect();
+        assert_eq!(
+            (fields[0], fields[2]),
+            (format!("r{i}").as_str(), ""),
+            "{line}"
+        );
+        let ours: f64 = fields[1].parse().unwrap();
+        assert!(close(ours, v.as_f64().unwrap()), "row {i}: {ours} vs {v}");
+    }
+
+    // What an ONNX model cannot give is refused with a clear message, before any output.
+    let out = score("linreg_diabetes.onnx", &csv, &["--votes"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--votes"));
+    let parquet = dir.path().join("out.parquet");
+    let out = score(
+        "linreg_diabetes.onnx",
+        &csv,
+        &["--output", parquet.to_str().unwrap()],
+    );
+    assert!(!out.status.success() && !parquet.exists());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Parquet"));
+}

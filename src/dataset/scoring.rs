@@ -106,11 +106,16 @@ fn quoted(cell: &str) -> String {
 /// One feature value to score, by `/predict`'s rules: finite and ≥ 0; `NaN` is a missing value
 /// (an empty CSV cell, a Parquet null) that the model's imputer fills.
 pub fn check_value(value: f64) -> Result<f64, CellProblem> {
+    check_value_as(value, false)
+}
+
+/// [`check_value`], taking negative values too when `allow_negative` (an ONNX model's rule).
+pub fn check_value_as(value: f64, allow_negative: bool) -> Result<f64, CellProblem> {
     if value.is_nan() {
         Ok(value)
     } else if value.is_infinite() {
         Err(CellProblem::NotFinite(value.to_string()))
-    } else if value < 0.0 {
+    } else if value < 0.0 && !allow_negative {
         Err(CellProblem::Negative(value))
     } else {
         Ok(value)
@@ -120,6 +125,11 @@ pub fn check_value(value: f64) -> Result<f64, CellProblem> {
 /// One CSV feature cell: empty, `NaN` or `NA` is missing (`NaN`); anything else must be a
 /// number accepted by [`check_value`].
 pub fn parse_value(cell: &[u8]) -> Result<f64, CellProblem> {
+    parse_value_as(cell, false)
+}
+
+/// [`parse_value`], taking negative values too when `allow_negative`.
+pub fn parse_value_as(cell: &[u8], allow_negative: bool) -> Result<f64, CellProblem> {
     let cell = std::str::from_utf8(cell)
         .map_err(|_| CellProblem::NotUtf8)?
         .trim();
@@ -129,7 +139,7 @@ pub fn parse_value(cell: &[u8]) -> Result<f64, CellProblem> {
     match cell.parse::<f64>() {
         Ok(v) if v.is_nan() => Err(CellProblem::NotANumber(quoted(cell))),
         Ok(v) if v.is_infinite() => Err(CellProblem::NotFinite(quoted(cell))),
-        Ok(v) => check_value(v),
+        Ok(v) => check_value_as(v, allow_negative),
         Err(_) => Err(CellProblem::NotANumber(quoted(cell))),
     }
 }
@@ -344,6 +354,8 @@ pub struct ScoringColumns {
     feature_idx: Vec<usize>,
     id_idx: Option<usize>,
     fields: usize,
+    /// Whether negative feature values are taken (an ONNX model's rule; ours refuses them).
+    pub allow_negative: bool,
 }
 
 impl ScoringColumns {
@@ -417,6 +429,7 @@ impl ScoringColumns {
             feature_idx,
             id_idx: header.iter().position(|h| h == "id"),
             fields: header.len(),
+            allow_negative: false,
         })
     }
 
@@ -453,7 +466,7 @@ impl ScoringColumns {
         let start = values.len();
         let mut bad = Vec::new();
         for (&idx, name) in self.feature_idx.iter().zip(&self.names) {
-            match parse_value(splitter.field(idx)) {
+            match parse_value_as(splitter.field(idx), self.allow_negative) {
                 Ok(v) => values.push(v),
                 Err(problem) => bad.push(CellError {
                     column: name.clone(),

@@ -82,10 +82,12 @@ struct CsvSource {
 }
 
 impl Source {
+    /// Opens `path`; feature values must be ≥ 0 unless `allow_negative` (an ONNX model).
     pub fn open(
         path: &Path,
         format: Format,
         features: &[String],
+        allow_negative: bool,
         shard: Option<Shard>,
         chunking: Chunking,
     ) -> anyhow::Result<Self> {
@@ -96,7 +98,7 @@ impl Source {
                     "Parquet cannot be read from standard input (its index is at the end); give a file"
                 );
             }
-            let source = ParquetSource::open(path, features, shard, chunking)?;
+            let source = ParquetSource::open(path, features, allow_negative, shard, chunking)?;
             return Ok(Self {
                 total: Some(source.total_rows()),
                 file_rows: Some(source.file_rows()),
@@ -136,7 +138,12 @@ impl Source {
                 "{}: the header is longer than {MAX_LINE_BYTES} bytes",
                 path.display()
             ),
-            Some(line) => ScoringColumns::from_header(path, &buf[line.start..line.end], features)?,
+            Some(line) => {
+                let mut columns =
+                    ScoringColumns::from_header(path, &buf[line.start..line.end], features)?;
+                columns.allow_negative = allow_negative;
+                columns
+            }
         };
         let (back, spare) = std::sync::mpsc::sync_channel(SPARE_BUFFERS);
         Ok(Self {

@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use ndarray::ArrayView2;
 
-use crate::artifact::{DEFAULT_MODEL_PATH, LoadedModel};
+use crate::artifact::DEFAULT_MODEL_PATH;
 use crate::dataset::scoring::RowError;
+use crate::model::Model;
 use crate::pipeline::Votes;
 
 pub use format::Format;
@@ -145,17 +146,31 @@ pub struct Scored {
     pub predictions: Vec<bool>,
     /// Each model's vote per row; empty unless asked for.
     pub votes: Vec<Votes>,
+    /// An ONNX model's answers (instead of `predictions`).
+    pub answers: Vec<crate::model::Answer>,
     pub errors: Vec<RowError>,
     pub covered: u64,
 }
 
 /// The model's answers for `rows` (when `predict`; otherwise only their errors are kept).
-fn score_rows(
-    model: &LoadedModel,
-    rows: Rows,
-    votes: bool,
-    predict: bool,
-) -> anyhow::Result<Scored> {
+fn score_rows(model: &Model, rows: Rows, votes: bool, predict: bool) -> anyhow::Result<Scored> {
+    let model = match model {
+        Model::Native(m) => m,
+        Model::Onnx(_) => {
+            let answers = if predict && !rows.values.is_empty() {
+                model.answers(&rows.values).map_err(anyhow::Error::msg)?
+            } else {
+                Vec::new()
+            };
+            return Ok(Scored {
+                ids: rows.ids,
+                answers,
+                errors: rows.errors,
+                covered: rows.covered,
+                ..Scored::default()
+            });
+        }
+    };
     let pipeline = &model.artifact.pipeline;
     let width = pipeline.width();
     let n = rows.values.len().checked_div(width).unwrap_or(0);
@@ -174,6 +189,7 @@ fn score_rows(
         ids: rows.ids,
         predictions,
         votes,
+        answers: Vec::new(),
         errors: rows.errors,
         covered: rows.covered,
     })
@@ -189,7 +205,7 @@ struct Tally {
 
 impl Tally {
     fn add(&mut self, part: &mut Scored) {
-        self.scored += part.predictions.len() as u64;
+        self.scored += (part.predictions.len() + part.answers.len()) as u64;
         self.invalid += part.errors.len() as u64;
         let room = MAX_LISTED_ERRORS.saturating_sub(self.listed.len());
         self.listed.extend(part.errors.drain(..).take(room));
@@ -281,17 +297,7 @@ fn is_stdio(path: Option<&Path>) -> bool {
 }
 
 pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
-    let model = match crate::model::Model::load(
-        &args.model_path,
-        crate::artifact::DEFAULT_MAX_MODEL_BYTES,
-    )? {
-        crate::model::Model::Native(model) => *model,
-        crate::model::Model::Onnx(_) => anyhow::bail!(
-            "{} is an ONNX model: `score` runs only ml-serving artifacts so far; serve it \
-             (`serve --model-path`) and send rows to /predict/batch or the V2 routes",
-            args.model_path.display()
-        ),
-    };
+    let model = Model::load(&args.model_path, crate::artifact::DEFAULT_MAX_MODEL_BYTES)?;
     let shard = shard_of(args)?;
     let stdin = is_stdio(Some(&args.input));
     let input_format = args
@@ -309,19 +315,30 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
         args.input.display().to_string()
     };
 
+    let labels = match &model {
+        Model::Native(m) => Some(&m.artifact.labels),
+        Model::Onnx(_) => {
+            anyhow::ensure!(
+                !args.votes,
+                "--votes: an ONNX model has no sub-model votes (its scores are on the V2 routes)"
+            );
+            anyhow::ensure!(
+                output_format != Format::Parquet,
+                "an ONNX model's scores are written as CSV (plain, .gz or .zst); Parquet output \
+                 is for ml-serving artifacts so far"
+            );
+            None
+        }
+    };
     let mut source = input::Source::open(
         &args.input,
         input_format,
-        &model.artifact.feature_names,
+        model.features(),
+        !model.nonnegative_features(),
         shard,
         Chunking::new(args.chunk_rows),
     )?;
-    let mut sink = output::Sink::create(
-        output_path,
-        output_format,
-        &model.artifact.labels,
-        args.votes,
-    )?;
+    let mut sink = output::Sink::create(output_path, output_format, labels, args.votes)?;
     let mut tally = Tally {
         label,
         scored: 0,
@@ -386,8 +403,8 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
         "scored {} rows ({} invalid rows skipped) with {} v{}{}",
         tally.scored,
         tally.invalid,
-        model.artifact.name,
-        model.artifact.version,
+        model.stored_name(),
+        model.version(),
         shard.map_or_else(String::new, |s| format!(", part {s}"))
     );
     Ok(())

@@ -11,6 +11,7 @@ use super::parquet_out::ParquetSink;
 use super::{Ids, Scored};
 use crate::artifact::ClassLabels;
 use crate::atomic_file::AtomicFile;
+use crate::model::Answer;
 
 /// The column names of the per-model votes, in `Votes` order.
 pub const VOTE_COLUMNS: [&str; 3] = ["logistic_regression", "decision_tree", "svm"];
@@ -40,7 +41,7 @@ impl Sink {
     pub fn create(
         path: Option<&Path>,
         format: Format,
-        labels: &ClassLabels,
+        labels: Option<&ClassLabels>,
         votes: bool,
     ) -> anyhow::Result<Self> {
         let file = path
@@ -56,10 +57,10 @@ impl Sink {
                 Box::new(io::stdout())
             }
         };
-        let labels = [
-            labels.name(false).to_string(),
-            labels.name(true).to_string(),
-        ];
+        // Our model's two labels; an ONNX model's answers carry their own.
+        let labels = labels.map_or_else(Default::default, |l| {
+            [l.name(false).to_string(), l.name(true).to_string()]
+        });
         let kind = match format {
             Format::Parquet => Kind::Parquet(ParquetSink::new(writer, labels, votes)?),
             _ => Kind::Csv(CsvSink {
@@ -119,14 +120,27 @@ impl CsvSink {
         let buf = &mut self.buf;
         buf.clear();
         let mut number = itoa::Buffer::new();
-        for (i, &p) in part.predictions.iter().enumerate() {
-            match &part.ids {
-                Ids::Text { text, ends } => {
-                    let start = if i == 0 { 0 } else { ends[i - 1] };
-                    write_field(buf, &text[start..ends[i]]);
+        for (i, answer) in part.answers.iter().enumerate() {
+            write_id(buf, &part.ids, i, &mut number);
+            buf.push(b',');
+            match answer {
+                Answer::Class { label, prediction } => {
+                    match prediction {
+                        serde_json::Value::String(s) => write_field(buf, s),
+                        other => buf.extend_from_slice(other.to_string().as_bytes()),
+                    }
+                    buf.push(b',');
+                    write_field(buf, label);
                 }
-                Ids::Numbers(n) => buf.extend_from_slice(number.format(n[i]).as_bytes()),
+                Answer::Value { prediction } => {
+                    buf.extend_from_slice(serde_json::json!(prediction).to_string().as_bytes());
+                    buf.push(b',');
+                }
             }
+            buf.push(b'\n');
+        }
+        for (i, &p) in part.predictions.iter().enumerate() {
+            write_id(buf, &part.ids, i, &mut number);
             buf.extend_from_slice(if p { b",1," } else { b",0," });
             write_field(buf, &self.labels[usize::from(p)]);
             if let Some(v) = part.votes.get(i) {
@@ -148,5 +162,16 @@ fn write_field(out: &mut Vec<u8>, field: &str) {
         out.push(b'"');
     } else {
         out.extend_from_slice(field.as_bytes());
+    }
+}
+
+/// Row `i`'s id: its text from the input, or its number.
+fn write_id(buf: &mut Vec<u8>, ids: &Ids, i: usize, number: &mut itoa::Buffer) {
+    match ids {
+        Ids::Text { text, ends } => {
+            let start = if i == 0 { 0 } else { ends[i - 1] };
+            write_field(buf, &text[start..ends[i]]);
+        }
+        Ids::Numbers(n) => buf.extend_from_slice(number.format(n[i]).as_bytes()),
     }
 }

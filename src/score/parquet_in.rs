@@ -22,7 +22,7 @@ use parquet::arrow::arrow_reader::{
 
 use super::{Chunking, Ids, Rows, Shard};
 use crate::dataset::scoring::{
-    CellError, RowAt, RowError, RowProblem, ScoringColumns, check_value,
+    CellError, RowAt, RowError, RowProblem, ScoringColumns, check_value_as,
 };
 
 pub struct ParquetSource {
@@ -31,6 +31,8 @@ pub struct ParquetSource {
     meta: ArrowReaderMetadata,
     projection: ProjectionMask,
     features: Vec<String>,
+    /// Whether negative feature values are taken (an ONNX model's rule).
+    allow_negative: bool,
     has_id: bool,
     /// The rows (indexes from 0 in the file) to score.
     range: Range<u64>,
@@ -69,6 +71,7 @@ impl ParquetSource {
     pub fn open(
         path: &Path,
         features: &[String],
+        allow_negative: bool,
         shard: Option<Shard>,
         chunking: Chunking,
     ) -> anyhow::Result<Self> {
@@ -112,6 +115,7 @@ impl ParquetSource {
             meta,
             projection,
             features: features.to_vec(),
+            allow_negative,
             has_id: columns.id_index().is_some(),
             range,
             chunking,
@@ -246,7 +250,7 @@ impl ParquetSource {
             let r = (row - start) as usize;
             let mark = rows.values.len();
             for (name, column) in self.features.iter().zip(&values) {
-                match check_value(column[r]) {
+                match check_value_as(column[r], self.allow_negative) {
                     Ok(v) => rows.values.push(v),
                     Err(problem) => bad.push(CellError {
                         column: name.clone(),
