@@ -381,6 +381,7 @@ impl Model {
                     .map(|p| Answer::Class {
                         label: labels.name(p).to_string(),
                         prediction: u8::from(p).into(),
+                        scores: None,
                     })
                     .collect();
                 Ok((outputs, answers))
@@ -401,6 +402,48 @@ impl Model {
     pub fn answers(&self, rows: &[f64]) -> Result<Vec<Answer>, String> {
         self.run(rows, &[]).map(|(_, answers)| answers)
     }
+
+    /// [`Self::answers`], each class answer with its per-class scores: an ONNX classifier's
+    /// first score output (probabilities), or for ours the share of the three votes for each
+    /// class.
+    pub fn answers_with_scores(&self, rows: &[f64]) -> Result<Vec<Answer>, String> {
+        let specs = self.outputs();
+        let wanted: Vec<usize> = match self {
+            Self::Native(_) => vec![2, 3, 4],
+            Self::Onnx(_) => specs
+                .iter()
+                .position(|o| o.datatype == OutputType::Fp32 && o.columns.is_some())
+                .into_iter()
+                .collect(),
+        };
+        let (data, mut answers) = self.run(rows, &wanted)?;
+        let n = answers.len();
+        let per_row: Vec<Vec<f32>> = match (self, data.as_slice()) {
+            (
+                Self::Native(_),
+                [
+                    OutputData::Int64(a),
+                    OutputData::Int64(b),
+                    OutputData::Int64(c),
+                ],
+            ) => (0..n)
+                .map(|r| {
+                    let positive = (a[r] + b[r] + c[r]) as f32 / 3.0;
+                    vec![1.0 - positive, positive]
+                })
+                .collect(),
+            (Self::Onnx(_), [OutputData::Fp32(v)]) if n > 0 => {
+                v.chunks(v.len() / n).map(<[f32]>::to_vec).collect()
+            }
+            _ => return Ok(answers),
+        };
+        for (answer, row) in answers.iter_mut().zip(per_row) {
+            if let Answer::Class { scores, .. } = answer {
+                *scores = Some(row);
+            }
+        }
+        Ok(answers)
+    }
 }
 
 impl OnnxServed {
@@ -413,6 +456,7 @@ impl OnnxServed {
                     .map(|&l| Answer::Class {
                         label: l.to_string(),
                         prediction: l.into(),
+                        scores: None,
                     })
                     .collect()),
                 Some(Data::Str(v)) => Ok(v
@@ -420,6 +464,7 @@ impl OnnxServed {
                     .map(|l| Answer::Class {
                         label: l.clone(),
                         prediction: l.clone().into(),
+                        scores: None,
                     })
                     .collect()),
                 _ => Err("the label output holds no labels".to_string()),

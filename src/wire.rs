@@ -45,6 +45,10 @@ pub enum Answer {
         label: String,
         #[schema(value_type = Object)]
         prediction: serde_json::Value,
+        /// With `?scores=true` on `/predict/batch`: one score per class, in class order (an
+        /// ONNX classifier's probabilities; for ours, the share of the three votes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scores: Option<Vec<f32>>,
     },
     Value {
         prediction: f64,

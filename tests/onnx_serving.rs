@@ -327,3 +327,70 @@ fn score_runs_onnx_classifiers_and_regressors_like_onnxruntime() {
     assert!(!out.status.success() && !parquet.exists());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Parquet"));
 }
+
+#[tokio::test]
+async fn the_batch_route_gives_per_class_scores_on_request() {
+    let (_, app) = Setup {
+        model_path: fixture("logreg_cancer_nozipmap.onnx"),
+        ..Setup::default()
+    }
+    .app();
+    let (rows, probabilities) =
+        rows_and_reference("cancer", "logreg_cancer_nozipmap", "probabilities");
+    let features: Vec<String> = (0..30).map(|i| format!("f{i}")).collect();
+    let batch: Vec<Value> = rows.iter().map(|r| named(&features, r)).collect();
+    let body = json!(batch).to_string();
+    let (_, plain) = post_json(&app, "/predict/batch", &body).await;
+    assert!(
+        plain["predictions"][0].get("scores").is_none(),
+        "scores only on request"
+    );
+    let (status, scored) = post_json(&app, "/predict/batch?scores=true", &body).await;
+    assert_eq!(status, StatusCode::OK, "{scored}");
+    let reference = probabilities.as_array().unwrap();
+    for (i, p) in scored["predictions"].as_array().unwrap().iter().enumerate() {
+        let scores = p["scores"].as_array().unwrap();
+        assert_eq!(scores.len(), 2);
+        for (k, s) in scores.iter().enumerate() {
+            let (ours, theirs) = (s.as_f64().unwrap(), reference[i * 2 + k].as_f64().unwrap());
+            assert!(close(ours, theirs), "row {i} class {k}: {ours} vs {theirs}");
+        }
+    }
+    let (status, error) = post_json(&app, "/predict/batch?scores=maybe", &body).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error["detail"][0]["loc"], json!(["query", "scores"]));
+    let (status, error) = post_json(&app, "/predict/batch?other=1", &body).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+}
+
+#[tokio::test]
+async fn our_models_scores_are_the_share_of_its_three_votes() {
+    let app = default_app();
+    let rows: Vec<Value> = bundled_rows()
+        .into_iter()
+        .map(|(r, _)| Value::Object(r))
+        .collect();
+    let (status, answer) =
+        post_json(&app, "/predict/batch?scores=1", &json!(rows).to_string()).await;
+    assert_eq!(status, StatusCode::OK);
+    for p in answer["predictions"].as_array().unwrap() {
+        let scores: Vec<f64> = p["scores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_f64().unwrap())
+            .collect();
+        assert!((scores[0] + scores[1] - 1.0).abs() < 1e-6);
+        let positive = scores[1] > 0.5;
+        assert_eq!(
+            p["prediction"],
+            u8::from(positive),
+            "the majority decides: {p}"
+        );
+        assert!(
+            [0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0]
+                .iter()
+                .any(|v| (scores[1] - v).abs() < 1e-6)
+        );
+    }
+}

@@ -124,7 +124,9 @@ impl CsvSink {
             write_id(buf, &part.ids, i, &mut number);
             buf.push(b',');
             match answer {
-                Answer::Class { label, prediction } => {
+                Answer::Class {
+                    label, prediction, ..
+                } => {
                     match prediction {
                         serde_json::Value::String(s) => write_field(buf, s),
                         other => buf.extend_from_slice(other.to_string().as_bytes()),

@@ -1,6 +1,6 @@
 //! The route handlers of the tutorial's API and its extensions.
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -8,7 +8,7 @@ use axum::{Extension, Json};
 use super::features;
 use crate::model::Model;
 use crate::wire::{
-    ArtifactInfo, BatchResponse, ErrorBody, HealthResponse, InfoResponse, PredictResponse,
+    ArtifactInfo, BatchResponse, ErrorBody, HealthResponse, InfoResponse, Loc, PredictResponse,
     ValidationErrorBody,
 };
 
@@ -45,10 +45,12 @@ pub async fn predict(
     Ok(Json(answer).into_response())
 }
 
-/// Predict many rows: a JSON array of rows, or `{"rows": [...]}`.
+/// Predict many rows: a JSON array of rows, or `{"rows": [...]}`; `?scores=true` adds each
+/// class answer's per-class scores.
 #[utoipa::path(
     post,
     path = "/predict/batch",
+    params(("scores" = Option<bool>, Query, description = "Add each class answer's per-class scores (an ONNX classifier's probabilities; for ours, the share of the three votes)")),
     request_body(content = BatchRequest, description = "Rows of features, at most MAX_BATCH_ROWS"),
     responses(
         (status = 200, description = "One prediction per row, in order", body = BatchResponse),
@@ -61,9 +63,11 @@ pub async fn predict(
 pub async fn predict_batch(
     State(state): State<AppState>,
     Extension(slots): Extension<Slots>,
+    RawQuery(query): RawQuery,
     _: Authorized,
     JsonBody(body): JsonBody,
 ) -> Result<Json<BatchResponse>, ApiError> {
+    let with_scores = wants_scores(query.as_deref())?;
     let _slot = slots.take()?;
     let model = state.model();
     let values = features::parse_batch(
@@ -72,7 +76,16 @@ pub async fn predict_batch(
         state.limits().batch_rows,
         model.model.nonnegative_features(),
     )?;
-    let predictions = model.answers(&values)?;
+    let predictions = if with_scores {
+        let answers = model
+            .model
+            .answers_with_scores(&values)
+            .map_err(ApiError::Internal)?;
+        model.count(&answers);
+        answers
+    } else {
+        model.answers(&values)?
+    };
     Ok(Json(BatchResponse { predictions }))
 }
 
@@ -175,6 +188,34 @@ pub async fn not_found(uri: Uri) -> ApiError {
 
 pub async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+/// `?scores=true` (or `1`; `false`/`0`/absent: no scores); anything else is a 422 naming it.
+fn wants_scores(query: Option<&str>) -> Result<bool, ApiError> {
+    let mut scores = false;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let error = |kind: &str, msg: &str| {
+            let key: String = key.chars().take(64).collect();
+            ApiError::Validation(vec![crate::wire::FieldError {
+                loc: vec![Loc::Key("query".to_string()), Loc::Key(key)],
+                msg: msg.to_string(),
+                kind: kind.to_string(),
+            }])
+        };
+        match (key, value) {
+            ("scores", "true" | "1") => scores = true,
+            ("scores", "false" | "0") => scores = false,
+            ("scores", _) => return Err(error("bool_parsing", "Input should be true or false")),
+            _ => {
+                return Err(error(
+                    "extra_forbidden",
+                    "Unknown query parameter; the only one is scores",
+                ));
+            }
+        }
+    }
+    Ok(scores)
 }
 
 /// The error answers the named-field prediction routes share, for the OpenAPI document.
