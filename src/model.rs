@@ -234,6 +234,18 @@ impl Model {
         matches!(self, Self::Native(_))
     }
 
+    /// Whether the features have real names (ours; an ONNX model's sidecar), rather than
+    /// `f0`, `f1`, ... standing for input columns.
+    pub fn has_named_features(&self) -> bool {
+        match self {
+            Self::Native(_) => true,
+            Self::Onnx(m) => m
+                .sidecar
+                .as_ref()
+                .is_some_and(|s| !s.feature_names.is_empty()),
+        }
+    }
+
     /// The name the model file gives itself.
     pub fn stored_name(&self) -> &str {
         match self {

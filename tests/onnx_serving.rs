@@ -394,3 +394,42 @@ async fn our_models_scores_are_the_share_of_its_three_votes() {
         );
     }
 }
+
+#[test]
+fn score_reads_an_unnamed_models_features_by_position() {
+    // No sidecar: the columns but `id` are the 30 features, whatever their names.
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..30).map(|i| format!("col {i}")).collect();
+    let (csv, _) = csv_of(dir.path(), "cancer", &names);
+    let out = score("logreg_cancer_nozipmap.onnx", &csv, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, labels) = rows_and_reference("cancer", "logreg_cancer_nozipmap", "label");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let ours: Vec<String> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().to_string())
+        .collect();
+    let theirs: Vec<String> = labels
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(Value::to_string)
+        .collect();
+    assert_eq!(ours, theirs);
+    // A column too many is refused, saying why.
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let bad = dir.path().join("wide.csv");
+    std::fs::write(&bad, text.replacen("col 29", "col 29,extra", 1)).unwrap();
+    let out = score("logreg_cancer_nozipmap.onnx", &bad, &[]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("by position"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

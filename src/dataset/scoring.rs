@@ -360,11 +360,13 @@ pub struct ScoringColumns {
 
 impl ScoringColumns {
     /// Reads the header line: every feature must be a column (any order; extra columns are
-    /// ignored); an `id` column is passed through.
+    /// ignored); an `id` column is passed through. With `positional` (a model whose features
+    /// have no names), the columns but `id` are the features, in order.
     pub fn from_header(
         path: &Path,
         line: &[u8],
         feature_names: &[String],
+        positional: bool,
     ) -> Result<Self, DatasetError> {
         let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
         if line.trim_ascii().is_empty() {
@@ -389,7 +391,29 @@ impl ScoringColumns {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Self::from_names(path, &header, feature_names)
+        if positional {
+            Self::by_position(path, &header, feature_names.len())
+        } else {
+            Self::from_names(path, &header, feature_names)
+        }
+    }
+
+    /// The columns by position, for a model whose features have no names: every column but
+    /// `id`, in order, and exactly as many as the model's width.
+    pub fn by_position(path: &Path, header: &[String], width: usize) -> Result<Self, DatasetError> {
+        let names: Vec<String> = header.iter().filter(|h| *h != "id").cloned().collect();
+        if names.len() != width {
+            return Err(DatasetError::Csv {
+                path: path.to_path_buf(),
+                line: 1,
+                message: format!(
+                    "the model's {width} features have no names, so they are read by position, \
+                     but the file has {} columns besides id",
+                    names.len()
+                ),
+            });
+        }
+        Self::from_names(path, header, &names)
     }
 
     /// Maps column names (a CSV header, a Parquet schema) onto the model's features.
@@ -523,7 +547,7 @@ pub fn load_for_scoring(
     let header = lines.next_line(&mut buf).map_err(io_error)?;
     let columns = match header {
         Some(line) if !line.too_long => {
-            ScoringColumns::from_header(path, &buf[line.start..line.end], feature_names)?
+            ScoringColumns::from_header(path, &buf[line.start..line.end], feature_names, false)?
         }
         Some(_) => {
             return Err(DatasetError::Csv {
@@ -589,7 +613,7 @@ mod tests {
     }
 
     fn columns(header: &str) -> ScoringColumns {
-        ScoringColumns::from_header(Path::new("t.csv"), header.as_bytes(), &names()).unwrap()
+        ScoringColumns::from_header(Path::new("t.csv"), header.as_bytes(), &names(), false).unwrap()
     }
 
     fn parse(

@@ -82,12 +82,15 @@ struct CsvSource {
 }
 
 impl Source {
-    /// Opens `path`; feature values must be ≥ 0 unless `allow_negative` (an ONNX model).
+    /// Opens `path`; feature values must be ≥ 0 unless `allow_negative` (an ONNX model); with
+    /// `positional`, the columns but `id` are the features in order (a model without names).
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         path: &Path,
         format: Format,
         features: &[String],
         allow_negative: bool,
+        positional: bool,
         shard: Option<Shard>,
         chunking: Chunking,
     ) -> anyhow::Result<Self> {
@@ -98,7 +101,8 @@ impl Source {
                     "Parquet cannot be read from standard input (its index is at the end); give a file"
                 );
             }
-            let source = ParquetSource::open(path, features, allow_negative, shard, chunking)?;
+            let source =
+                ParquetSource::open(path, features, allow_negative, positional, shard, chunking)?;
             return Ok(Self {
                 total: Some(source.total_rows()),
                 file_rows: Some(source.file_rows()),
@@ -139,8 +143,12 @@ impl Source {
                 path.display()
             ),
             Some(line) => {
-                let mut columns =
-                    ScoringColumns::from_header(path, &buf[line.start..line.end], features)?;
+                let mut columns = ScoringColumns::from_header(
+                    path,
+                    &buf[line.start..line.end],
+                    features,
+                    positional,
+                )?;
                 columns.allow_negative = allow_negative;
                 columns
             }

@@ -31,7 +31,8 @@ pub struct ScoreArgs {
     #[arg(long, alias = "model", env = "MODEL_PATH", default_value = DEFAULT_MODEL_PATH)]
     pub model_path: PathBuf,
     /// Rows to score, with the model's feature columns (any order; extra columns ignored; `id`
-    /// passed through). `-` reads standard input.
+    /// passed through); for an ONNX model without feature names (no sidecar), every column but
+    /// `id` is a feature, by position. `-` reads standard input.
     #[arg(long)]
     pub input: PathBuf,
     /// Where to write the scores (atomically: only a successful run leaves a file); `-` or
@@ -335,6 +336,7 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
         input_format,
         model.features(),
         !model.nonnegative_features(),
+        !model.has_named_features(),
         shard,
         Chunking::new(args.chunk_rows),
     )?;

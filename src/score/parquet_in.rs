@@ -72,6 +72,7 @@ impl ParquetSource {
         path: &Path,
         features: &[String],
         allow_negative: bool,
+        positional: bool,
         shard: Option<Shard>,
         chunking: Chunking,
     ) -> anyhow::Result<Self> {
@@ -80,7 +81,11 @@ impl ParquetSource {
             .with_context(|| format!("{}: not a readable Parquet file", path.display()))?;
         let schema = meta.schema().clone();
         let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-        let columns = ScoringColumns::from_names(path, &names, features)?;
+        let columns = if positional {
+            ScoringColumns::by_position(path, &names, features.len())?
+        } else {
+            ScoringColumns::from_names(path, &names, features)?
+        };
         for (&i, name) in columns.feature_index().iter().zip(features) {
             let t = schema.field(i).data_type();
             if !is_numeric(t) {
