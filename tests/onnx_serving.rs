@@ -19,9 +19,9 @@ fn read_json(name: &str) -> Value {
     serde_json::from_slice(&std::fs::read(fixture(name)).unwrap()).unwrap()
 }
 
-/// The data set's rows, and onnxruntime's output `name` for them.
-fn rows_and_reference(data: &str, model: &str, output: &str) -> (Vec<Vec<f64>>, Value) {
-    let rows = read_json(&format!("data_{data}.json"))["rows"]
+/// The data set's rows.
+fn data_rows(data: &str) -> Vec<Vec<f64>> {
+    read_json(&format!("data_{data}.json"))["rows"]
         .as_array()
         .unwrap()
         .iter()
@@ -32,7 +32,12 @@ fn rows_and_reference(data: &str, model: &str, output: &str) -> (Vec<Vec<f64>>, 
                 .map(|v| v.as_f64().unwrap())
                 .collect()
         })
-        .collect();
+        .collect()
+}
+
+/// The data set's rows, and onnxruntime's output `name` for them.
+fn rows_and_reference(data: &str, model: &str, output: &str) -> (Vec<Vec<f64>>, Value) {
+    let rows = data_rows(data);
     let reference = read_json(&format!("{model}.ort.json"))["outputs"]
         .as_array()
         .unwrap()
@@ -227,18 +232,7 @@ fn serve_starts_from_an_onnx_file_and_refuses_a_file_of_neither_kind() {
 
 /// Writes the data set's rows as a CSV with the sidecar's feature names and an `id` column.
 fn csv_of(dir: &std::path::Path, data: &str, features: &[String]) -> (PathBuf, Vec<Vec<f64>>) {
-    let rows: Vec<Vec<f64>> = read_json(&format!("data_{data}.json"))["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-                .collect()
-        })
-        .collect();
+    let rows = data_rows(data);
     let mut text = format!("id,{}\n", features.join(","));
     for (i, row) in rows.iter().enumerate() {
         let cells: Vec<String> = row.iter().map(|v| format!("{v:?}")).collect();
