@@ -157,11 +157,15 @@ impl Model {
             path: path.to_path_buf(),
             source,
         })?;
-        let (graph, sidecar) = OnnxModel::load_with_sidecar(path).map_err(|e| {
+        // The bytes just read are the ones loaded and hashed: read once, so a file replaced
+        // meanwhile cannot be hashed as one model and loaded as another.
+        let not_ours = |e: &dyn std::fmt::Display| {
             fail(format!(
                 "not a model this server can run (ONNX, or a gzip artifact of ours): {e}"
             ))
-        })?;
+        };
+        let graph = OnnxModel::from_bytes(&bytes).map_err(|e| not_ours(&e))?;
+        let (graph, sidecar) = OnnxModel::with_sidecar(graph, path).map_err(|e| not_ours(&e))?;
         let width = graph.input().width;
         let features = match &sidecar {
             Some(s) if !s.feature_names.is_empty() => s.feature_names.clone(),

@@ -297,7 +297,14 @@ impl Sidecar {
 impl OnnxModel {
     /// Loads `path` and, when `<path>.json` exists, its sidecar, checked against the model.
     pub fn load_with_sidecar(path: &Path) -> Result<(OnnxModel, Option<Sidecar>), SidecarError> {
-        let model = OnnxModel::load(path)?;
+        Self::with_sidecar(OnnxModel::load(path)?, path)
+    }
+
+    /// `model` (read from `path`) with `<path>.json`, when it exists, checked against it.
+    pub fn with_sidecar(
+        model: OnnxModel,
+        path: &Path,
+    ) -> Result<(OnnxModel, Option<Sidecar>), SidecarError> {
         let sidecar = Sidecar::find_for(path)?;
         if let Some(s) = &sidecar {
             s.check(&model)?;
