@@ -317,15 +317,7 @@ fn score_writes_to_standard_output_without_output() {
 /// The bundled rows with the columns in reverse order, an extra text column, ids that are not
 /// row numbers (one needs quoting), and the rows in reverse order.
 fn reshuffled_csv() -> (String, Vec<String>) {
-    let text = bundled_text();
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let header: Vec<String> = reader
-        .headers()
-        .unwrap()
-        .iter()
-        .map(str::to_string)
-        .collect();
-    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let (header, rows) = bundled_records();
     let mut writer = csv::Writer::from_writer(Vec::new());
     let mut new_header: Vec<&str> = header.iter().rev().map(String::as_str).collect();
     new_header.insert(3, "note");

@@ -177,21 +177,26 @@ pub fn whole_file_scores(input: &Path) -> Vec<u8> {
     writer.into_inner().unwrap()
 }
 
+/// The bundled data set's header and records.
+pub fn bundled_records() -> (Vec<String>, Vec<csv::StringRecord>) {
+    let text = bundled_text();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
+    (header, reader.records().map(Result::unwrap).collect())
+}
+
 /// A CSV of `rows` rows made from the bundled ones, deterministically: values nudged, some
 /// cells empty, the columns shuffled with an extra text column, ids that need quoting now and
 /// then.
 pub fn generated_csv(rows: usize, seed: u64) -> String {
     use rand::{Rng, SeedableRng, seq::SliceRandom};
     let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
-    let text = bundled_text();
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let header: Vec<String> = reader
-        .headers()
-        .unwrap()
-        .iter()
-        .map(str::to_string)
-        .collect();
-    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let (header, records) = bundled_records();
     let features = ml_serving::dataset::default_features();
     let mut order: Vec<usize> = (0..header.len()).collect();
     order.shuffle(&mut rng);
