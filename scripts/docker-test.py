@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Container tests, each a real docker command against the engine.
 
-    scripts/docker-test.py            # all seven
+    scripts/docker-test.py            # all eight
     scripts/docker-test.py 2 4        # a subset (the image is always built first)
 
 1. the image builds (offline, scripts/docker-build); size printed, fails above 25 MB
@@ -11,6 +11,7 @@
 5. a mounted model directory with another model is the one served (/info)
 6. a corrupt mounted model: the container exits non-zero and its log says what is wrong
 7. compose up -d: healthy, answers /predict; compose down leaves nothing behind
+8. compose's `repository` profile: examples/repository mounted, both models listed and answering
 
 Everything it creates carries a random suffix and is removed on exit, also on Ctrl-C or SIGTERM.
 With no Docker engine it skips (exit 0), unless CI is set: there a missing engine is a failure.
@@ -377,8 +378,31 @@ def test_7_compose():
     log("    compose down left no containers, networks or volumes")
 
 
+def test_8_compose_repository():
+    """The `repository` profile: examples/repository mounted at /models, both models served."""
+    compose = compose_command()
+    project = f"mlsvrepo{SUFFIX}"
+    port = free_port()
+    env = dict(os.environ, HOST_REPOSITORY_PORT=f"127.0.0.1:{port}", ML_SERVING_IMAGE=IMAGE)
+    base = [*compose, "-p", project, "-f", "compose.yaml", "--profile", "repository"]
+    R.projects.append((compose, project, env))
+    run([*base, "up", "-d", "--no-build", "ml-serving-repository"], timeout=120, env=env)
+    wait_for("first /predict answer", lambda: predict_ok(port), 30)
+    status, listing = request(port, "GET", "/models")
+    names = sorted(m["name"] for m in listing.get("models", [])) if status == 200 else []
+    if names != ["breast_model", "cancer-logreg"] or any(m["state"] != "READY" for m in listing["models"]):
+        raise Failed(f"/models from the mounted repository: {status} {listing!r}")
+    sidecar = json.loads((ROOT / "examples/repository/cancer-logreg/1/model.json").read_text())
+    row = dict(zip(sidecar["feature_names"], sidecar["samples"][0]["features"]))
+    status, body = request(port, "POST", "/models/cancer-logreg/predict", row)
+    if status != 200 or body.get("label") is None:
+        raise Failed(f"/models/cancer-logreg/predict: {status} {body!r}")
+    log(f"    /models lists {names}; the ONNX model answers {body}")
+    run([*base, "down", "-t", "5"], timeout=120, env=env)
+
+
 TESTS = [test_1_build, test_2_run, test_3_cold_start, test_4_stop_drains, test_5_mounted_model,
-         test_6_corrupt_model, test_7_compose]
+         test_6_corrupt_model, test_7_compose, test_8_compose_repository]
 
 
 def engine_answers():

@@ -11,6 +11,7 @@ pub mod grpc_proto;
 pub mod model;
 pub mod onnx;
 pub mod pipeline;
+pub mod repository;
 pub mod score;
 pub mod server;
 pub mod telemetry;

@@ -138,3 +138,49 @@ pub struct ErrorBody {
 
 /// The V2 binary tensor data extension's header: the length of the JSON part of a body.
 pub const V2_HEADER_LENGTH: &str = "inference-header-content-length";
+
+/// `GET /models`: every model of the server, its versions and state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ModelsResponse {
+    /// The model `/predict` and `/info` serve (`DEFAULT_MODEL`, else the only model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    pub models: Vec<ModelStatus>,
+    /// Entries of the repository that are not model directories.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
+
+/// One model in `GET /models`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ModelStatus {
+    #[schema(example = "breast_model")]
+    pub name: String,
+    /// `READY` (a version serves), `UNAVAILABLE` (none could be loaded) or `UNLOADED`.
+    #[schema(example = "READY")]
+    pub state: String,
+    /// The version requests without one get.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest: Option<String>,
+    pub versions: Vec<VersionStatus>,
+    /// The model's configuration (`config.json`; the defaults when there is none).
+    #[schema(value_type = Object)]
+    pub config: serde_json::Value,
+    /// What went wrong in the last refresh of this model, naming each path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
+
+/// One served version in `GET /models`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VersionStatus {
+    #[schema(example = "1")]
+    pub version: String,
+    /// `ml-serving` or `onnx`.
+    pub kind: String,
+    pub path: String,
+    pub sha256: String,
+    pub loaded_at: String,
+    /// How much the server's resident memory grew while this version loaded, in bytes.
+    pub rss_bytes: u64,
+}

@@ -171,7 +171,10 @@ async fn health_and_metadata() {
         .unwrap()
         .into_inner();
     assert_eq!(server.name, "ml-serving");
-    assert_eq!(server.extensions, ["binary_tensor_data"]);
+    assert_eq!(
+        server.extensions,
+        ["binary_tensor_data", "model_repository"]
+    );
     let model = c
         .model_metadata(ModelMetadataRequest {
             name: "breast_model".into(),

@@ -454,7 +454,7 @@ async fn metrics_count_requests_by_route_template_and_predictions_by_label() {
     let render = || ml_serving::telemetry::metrics_handle().render();
     let ok = r#"http_requests_total{method="POST",route="/predict",status="200"}"#;
     let bad = r#"http_requests_total{method="POST",route="/predict",status="422"}"#;
-    let malignant = r#"predictions_total{label="M"}"#;
+    let malignant = r#"predictions_total{label="M",model="breast_model",version="1"}"#;
     let before = render();
     post_json(&app, "/predict", SAMPLE).await;
     post_json(&app, "/predict", "{}").await;

@@ -121,7 +121,7 @@ async fn health_and_server_metadata() {
         get(&app, "/v2").await,
         (
             StatusCode::OK,
-            json!({"name": "ml-serving", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data"]})
+            json!({"name": "ml-serving", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data", "model_repository"]})
         )
     );
 }
@@ -893,7 +893,7 @@ async fn metrics_count_v2_requests_by_route_template_and_predictions_by_label() 
     let render = || ml_serving::telemetry::metrics_handle().render();
     let ok = r#"http_requests_total{method="POST",route="/v2/models/{name}/infer",status="200"}"#;
     let bad = r#"http_requests_total{method="POST",route="/v2/models/{name}/infer",status="400"}"#;
-    let benign = r#"predictions_total{label="B"}"#;
+    let benign = r#"predictions_total{label="B",model="breast_model",version="1"}"#;
     let before = render();
     infer(&app, &matrix(&[BENIGN_ROW, BENIGN_ROW], "FP64")).await;
     infer(&app, &json!({"inputs": []})).await;

@@ -4,6 +4,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::features::{FieldError, RowsError};
+use super::registry::LookupError;
 use crate::wire::{ErrorBody, ValidationErrorBody};
 
 #[derive(Debug)]
@@ -21,6 +22,10 @@ pub enum ApiError {
     },
     Unauthorized,
     NotFound(String),
+    /// The path names no model or version served, or the model has none ready.
+    Model(LookupError),
+    /// The V2 repository calls are off, or failed.
+    Repository(String),
     MethodNotAllowed,
     Overloaded,
     Timeout,
@@ -36,6 +41,9 @@ impl ApiError {
             Self::BodyTooLarge { .. } | Self::TooManyRows { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Model(LookupError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Model(_) => StatusCode::NOT_FOUND,
+            Self::Repository(_) => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
@@ -59,6 +67,8 @@ impl ApiError {
                 "Missing or wrong API key: send Authorization: Bearer <key>".to_string()
             }
             Self::NotFound(path) => format!("Not Found: {path}"),
+            Self::Model(e) => e.to_string(),
+            Self::Repository(m) => m.clone(),
             Self::MethodNotAllowed => "Method Not Allowed".to_string(),
             Self::Overloaded => "Too many requests in flight; retry shortly".to_string(),
             Self::Timeout => "The request took longer than the server's timeout".to_string(),
@@ -80,7 +90,7 @@ impl From<RowsError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
             tracing::error!(status = status.as_u16(), error = %self.message(), "request failed");
         }
         let mut response = match self {

@@ -8,6 +8,7 @@ pub mod features;
 pub mod grpc;
 mod layers;
 mod openapi;
+mod registry;
 mod reload;
 mod routes;
 mod state;
@@ -30,9 +31,13 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use conn::{ConnSettings, Protocol, serve, serve_with};
 pub use error::ApiError;
 pub use extract::Slots;
-pub use openapi::document as openapi_document;
+pub use openapi::{document as openapi_document, document_for as openapi_document_for};
+pub use registry::{
+    LookupError, ModelEntry, RefreshError, Registry, RegistrySettings, ReloadOutcome, Snapshot,
+    Source as ModelSource,
+};
 pub use reload::reload_now;
-pub use state::{AppState, Limits, ReloadOutcome, ServedModel};
+pub use state::{AppState, Limits, ServedModel};
 
 use crate::artifact::DEFAULT_MODEL_PATH;
 
@@ -45,6 +50,20 @@ pub struct ServeArgs {
     /// Serve the model under this name instead of the one stored in the artifact.
     #[arg(long, env = "MODEL_NAME")]
     pub model_name: Option<String>,
+    /// Serve every model of this directory instead: <dir>/<name>/<version>/<model file> (docs/repository.md).
+    #[arg(long, env = "MODEL_REPOSITORY", conflicts_with_all = ["model_name", "model_path"])]
+    pub model_repository: Option<PathBuf>,
+    /// The repository model that /predict, /predict/batch and /info serve (default: the only one).
+    #[arg(long, env = "DEFAULT_MODEL", requires = "model_repository")]
+    pub default_model: Option<String>,
+    /// Most models a repository may hold; more are refused (logged, and listed in GET /models).
+    #[arg(long, env = "MAX_MODELS", default_value_t = 256)]
+    pub max_models: usize,
+    /// Open the V2 repository calls that load and unload models (behind API_KEY when it is set).
+    #[arg(long, env = "REPOSITORY_CONTROL", default_value_t = false, num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new(),
+          requires = "model_repository")]
+    pub repository_control: bool,
     /// Address to listen on.
     #[arg(long, env = "HOST", default_value = "0.0.0.0")]
     pub host: IpAddr,
@@ -140,14 +159,10 @@ fn count(name: &str, value: usize) -> anyhow::Result<usize> {
 }
 
 /// A model name as it appears in URLs and metrics labels.
-pub fn check_model_name(name: &str) -> anyhow::Result<()> {
+pub fn check_model_name(setting: &str, name: &str) -> anyhow::Result<()> {
     anyhow::ensure!(
-        !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')),
-        "MODEL_NAME must be 1 to 64 characters from A-Z, a-z, 0-9, '_', '-' and '.', got {name:?}"
+        crate::repository::valid_model_name(name),
+        "{setting} must be 1 to 64 characters from A-Z, a-z, 0-9, '_', '-' and '.', got {name:?}"
     );
     Ok(())
 }
@@ -173,8 +188,12 @@ impl ServeArgs {
             )
         })?;
         if let Some(name) = &self.model_name {
-            check_model_name(name)?;
+            check_model_name("MODEL_NAME", name)?;
         }
+        if let Some(name) = &self.default_model {
+            check_model_name("DEFAULT_MODEL", name)?;
+        }
+        count("MAX_MODELS", self.max_models)?;
         count("MAX_BATCH_ROWS", self.max_batch_rows)?;
         count("MAX_CONNECTIONS", self.max_connections)?;
         anyhow::ensure!(
@@ -245,19 +264,31 @@ impl ServeArgs {
         Ok(Some(key))
     }
 
-    /// Loads and checks the model, and builds the shared state.
+    /// Loads and checks every model, and builds the shared state.
     pub fn state(&self, settings: &Settings) -> anyhow::Result<AppState> {
-        let model = crate::model::Model::load(&self.model_path, self.max_model_bytes)?;
-        Ok(AppState::new(
-            ServedModel::new(model, self.model_name.as_deref()),
-            self.model_path.clone(),
-            self.model_name.clone(),
+        let source = match &self.model_repository {
+            Some(root) => ModelSource::Repository { root: root.clone() },
+            None => ModelSource::File {
+                path: self.model_path.clone(),
+                name: self.model_name.clone(),
+            },
+        };
+        let registry = Registry::load(RegistrySettings {
+            source,
+            model_bytes: self.max_model_bytes,
+            max_models: self.max_models,
+            batch_rows: self.max_batch_rows,
+            default_model: self.default_model.clone(),
+        })?;
+        Ok(AppState::with_registry(
+            registry,
             Limits {
                 body_bytes: self.body_limit_bytes,
                 batch_rows: self.max_batch_rows,
                 model_bytes: self.max_model_bytes,
             },
             settings.api_key.clone(),
+            self.repository_control,
         ))
     }
 }
@@ -286,13 +317,6 @@ pub fn app_with_slots(state: AppState, slots: Slots, request_timeout: Duration) 
 /// The router; with `access_log`, one `access` line per request, and every log line of a
 /// request in a span holding its id.
 fn router(state: AppState, slots: Slots, request_timeout: Duration, access_log: bool) -> Router {
-    let model = state.model();
-    let doc = openapi::document(
-        model.features(),
-        model.model.sample(),
-        model.model.nonnegative_features(),
-    );
-    drop(model);
     // The timeout covers the body and the computation; the in-flight slot is taken only once
     // the body is in (`Slots`), so a client still uploading never holds one. /predict and the
     // V2 inference routes draw on the same slots.
@@ -302,6 +326,19 @@ fn router(state: AppState, slots: Slots, request_timeout: Duration, access_log: 
     let predictions = Router::new()
         .route("/predict", post(routes::predict))
         .route("/predict/batch", post(routes::predict_batch))
+        .route("/models/{name}/predict", post(routes::model_predict))
+        .route(
+            "/models/{name}/predict/batch",
+            post(routes::model_predict_batch),
+        )
+        .route(
+            "/models/{name}/versions/{version}/predict",
+            post(routes::model_predict),
+        )
+        .route(
+            "/models/{name}/versions/{version}/predict/batch",
+            post(routes::model_predict_batch),
+        )
         .route_layer(guards.clone());
     let v2_infer = v2::infer_routes()
         .route_layer(guards)
@@ -311,10 +348,14 @@ fn router(state: AppState, slots: Slots, request_timeout: Duration, access_log: 
         .route("/health", get(routes::health))
         .route("/ready", get(routes::ready))
         .route("/metrics", get(routes::metrics))
+        .route("/models", get(routes::models))
+        .route("/models/{name}", get(routes::model_info))
+        .route("/models/{name}/versions/{version}", get(routes::model_info))
+        .route("/openapi.json", get(openapi::serve))
         .merge(predictions)
         .merge(v2_infer)
         .merge(v2::open_routes())
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.limits().body_bytes))
@@ -409,18 +450,20 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {addr}"))?;
         let local = listener.local_addr()?;
-        {
-            let model = state.model();
-            tracing::info!(
-                address = %local,
-                model = %model.name,
-                kind = model.model.kind(),
-                version = %model.model.version(),
-                path = %args.model_path.display(),
-                sha256 = %model.model.sha256(),
-                "listening"
-            );
+        for (name, entry) in &state.registry().snapshot().models {
+            for v in &entry.versions {
+                let model = &v.served.model;
+                tracing::info!(
+                    model = %name,
+                    kind = model.kind(),
+                    version = %v.served.version,
+                    path = %model.path().display(),
+                    sha256 = %model.sha256(),
+                    "serving"
+                );
+            }
         }
+        tracing::info!(address = %local, default_model = ?state.registry().default_name(), "listening");
         let stop = CancellationToken::new();
         // /predict, V2 REST and gRPC draw on the same prediction slots.
         let slots = Slots::new(settings.max_in_flight);

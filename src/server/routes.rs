@@ -1,6 +1,9 @@
 //! The route handlers of the tutorial's API and its extensions.
 
-use axum::extract::{RawQuery, State};
+use std::sync::Arc;
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -8,13 +11,13 @@ use axum::{Extension, Json};
 use super::features;
 use crate::model::Model;
 use crate::wire::{
-    ArtifactInfo, BatchResponse, ErrorBody, HealthResponse, InfoResponse, Loc, PredictResponse,
-    ValidationErrorBody,
+    ArtifactInfo, BatchResponse, ErrorBody, HealthResponse, InfoResponse, Loc, ModelStatus,
+    ModelsResponse, PredictResponse, ValidationErrorBody, VersionStatus,
 };
 
 use super::error::ApiError;
 use super::extract::{Authorized, JsonBody, Slots};
-use super::state::AppState;
+use super::state::{AppState, ServedModel};
 
 /// Predict one row.
 #[utoipa::path(
@@ -36,8 +39,12 @@ pub async fn predict(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let _slot = slots.take()?;
-    let model = state.model();
-    let row = features::parse_row(model.features(), &body, model.model.nonnegative_features())?;
+    predict_one(&*state.model()?, &body)
+}
+
+/// One row through `model`: our model's pre-serialised answer, else the general one.
+fn predict_one(model: &ServedModel, body: &[u8]) -> Result<Response, ApiError> {
+    let row = features::parse_row(model.features(), body, model.model.nonnegative_features())?;
     if let Some(body) = model.native_answer_body(&row)? {
         return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
     }
@@ -69,11 +76,19 @@ pub async fn predict_batch(
 ) -> Result<Json<BatchResponse>, ApiError> {
     let with_scores = wants_scores(query.as_deref())?;
     let _slot = slots.take()?;
-    let model = state.model();
+    predict_many(&state, &*state.model()?, &body, with_scores)
+}
+
+fn predict_many(
+    state: &AppState,
+    model: &ServedModel,
+    body: &[u8],
+    with_scores: bool,
+) -> Result<Json<BatchResponse>, ApiError> {
     let values = features::parse_batch(
         model.features(),
-        &body,
-        state.limits().batch_rows,
+        body,
+        model.batch_rows.min(state.limits().batch_rows),
         model.model.nonnegative_features(),
     )?;
     let predictions = if with_scores {
@@ -89,10 +104,79 @@ pub async fn predict_batch(
     Ok(Json(BatchResponse { predictions }))
 }
 
-/// The live model: name, version, features, labels, held-out metrics, artifact checksum.
-#[utoipa::path(get, path = "/info", responses((status = 200, body = InfoResponse)))]
-pub async fn info(State(state): State<AppState>) -> Json<InfoResponse> {
-    let served = state.model();
+/// The model and version a `/models/{name}[/versions/{version}]/...` path names.
+#[derive(Debug, serde::Deserialize)]
+pub struct ModelPath {
+    name: String,
+    version: Option<String>,
+}
+
+impl ModelPath {
+    fn resolve(&self, state: &AppState) -> Result<Arc<ServedModel>, ApiError> {
+        state
+            .registry()
+            .get(&self.name, self.version.as_deref())
+            .map_err(ApiError::Model)
+    }
+}
+
+/// A path parameter that does not parse (never for these string routes, but answered as ours).
+fn path_error(rejection: PathRejection) -> ApiError {
+    ApiError::NotFound(rejection.body_text())
+}
+
+/// `POST /models/{name}[/versions/{version}]/predict`: `/predict` for that model, validated
+/// against its own features (the OpenAPI document lists each model's).
+pub async fn model_predict(
+    State(state): State<AppState>,
+    Extension(slots): Extension<Slots>,
+    path: Result<Path<ModelPath>, PathRejection>,
+    _: Authorized,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let model = path.map_err(path_error)?.resolve(&state)?;
+    let _slot = slots.take()?;
+    predict_one(&model, &body)
+}
+
+/// `POST /models/{name}[/versions/{version}]/predict/batch`.
+pub async fn model_predict_batch(
+    State(state): State<AppState>,
+    Extension(slots): Extension<Slots>,
+    path: Result<Path<ModelPath>, PathRejection>,
+    RawQuery(query): RawQuery,
+    _: Authorized,
+    JsonBody(body): JsonBody,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let model = path.map_err(path_error)?.resolve(&state)?;
+    let with_scores = wants_scores(query.as_deref())?;
+    let _slot = slots.take()?;
+    predict_many(&state, &model, &body, with_scores)
+}
+
+/// The default model: name, version, features, labels, held-out metrics, artifact checksum.
+#[utoipa::path(get, path = "/info", responses(
+    (status = 200, body = InfoResponse),
+    (status = 404, description = "Several models and no DEFAULT_MODEL", body = ErrorBody),
+))]
+pub async fn info(State(state): State<AppState>) -> Result<Json<InfoResponse>, ApiError> {
+    Ok(Json(info_of(&*state.model()?)))
+}
+
+/// One model's `/info` (its latest version, or the one named).
+#[utoipa::path(get, path = "/models/{name}", params(("name" = String, Path, description = "The model's name")), responses(
+    (status = 200, body = InfoResponse),
+    (status = 404, description = "Unknown model", body = ErrorBody),
+    (status = 503, description = "The model has no version ready", body = ErrorBody),
+))]
+pub async fn model_info(
+    State(state): State<AppState>,
+    path: Result<Path<ModelPath>, PathRejection>,
+) -> Result<Json<InfoResponse>, ApiError> {
+    Ok(Json(info_of(&*path.map_err(path_error)?.resolve(&state)?)))
+}
+
+fn info_of(served: &ServedModel) -> InfoResponse {
     let model = &served.model;
     let (metrics, format_version, created_at, trained_with) = match model {
         Model::Native(m) => (
@@ -113,9 +197,9 @@ pub async fn info(State(state): State<AppState>) -> Json<InfoResponse> {
             )
         }
     };
-    Json(InfoResponse {
+    InfoResponse {
         name: served.name.clone(),
-        version: model.version().to_string(),
+        version: served.version.clone(),
         features: model.features().to_vec(),
         labels: model
             .classes()
@@ -135,7 +219,52 @@ pub async fn info(State(state): State<AppState>) -> Json<InfoResponse> {
         },
         sample: model.sample().to_vec(),
         ml_serving_version: env!("CARGO_PKG_VERSION").to_string(),
-    })
+    }
+}
+
+/// Every model, its versions and state, and the repository's problems.
+#[utoipa::path(get, path = "/models", responses((status = 200, body = ModelsResponse)))]
+pub async fn models(State(state): State<AppState>) -> Json<ModelsResponse> {
+    Json(listing(&state))
+}
+
+pub fn listing(state: &AppState) -> ModelsResponse {
+    let registry = state.registry();
+    let snapshot = registry.snapshot();
+    ModelsResponse {
+        default: registry.default_name().map(str::to_string),
+        models: snapshot
+            .models
+            .iter()
+            .map(|(name, entry)| ModelStatus {
+                name: name.clone(),
+                state: if entry.unloaded {
+                    "UNLOADED"
+                } else if entry.is_ready() {
+                    "READY"
+                } else {
+                    "UNAVAILABLE"
+                }
+                .to_string(),
+                latest: entry.latest().map(|m| m.version.clone()),
+                versions: entry
+                    .versions
+                    .iter()
+                    .map(|v| VersionStatus {
+                        version: v.served.version.clone(),
+                        kind: v.served.model.kind().to_string(),
+                        path: v.served.model.path().display().to_string(),
+                        sha256: v.served.model.sha256().to_string(),
+                        loaded_at: v.served.loaded_at.clone(),
+                        rss_bytes: v.rss_bytes,
+                    })
+                    .collect(),
+                config: serde_json::to_value(&entry.config).unwrap_or_default(),
+                problems: entry.problems.clone(),
+            })
+            .collect(),
+        problems: snapshot.problems.clone(),
+    }
 }
 
 /// Liveness: the process answers.
@@ -146,17 +275,25 @@ pub async fn health() -> Json<HealthResponse> {
     })
 }
 
-/// Readiness: 200 while serving, 503 once shutting down.
+/// Readiness: 200 while serving every model the configuration asks for, 503 once shutting
+/// down or while one of them has no version loaded.
 #[utoipa::path(
     get,
     path = "/ready",
     responses(
         (status = 200, description = "Ready", body = HealthResponse),
-        (status = 503, description = "Shutting down", body = HealthResponse),
+        (status = 503, description = "Shutting down, or a required model has no version loaded", body = HealthResponse),
     )
 )]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<HealthResponse>) {
-    if state.is_ready() {
+    if state.is_shutting_down() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(HealthResponse {
+                status: "shutting down".to_string(),
+            }),
+        )
+    } else if state.is_ready() {
         (
             StatusCode::OK,
             Json(HealthResponse {
@@ -167,7 +304,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<HealthRes
         (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(HealthResponse {
-                status: "shutting down".to_string(),
+                status: "a required model has no version loaded (see GET /models)".to_string(),
             }),
         )
     }

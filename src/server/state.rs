@@ -1,38 +1,58 @@
-//! What every request handler shares: the live model (swapped atomically on reload), the
-//! readiness flag and the limits.
+//! What every request handler shares: the registry of live models (swapped atomically on
+//! reload), the readiness flag, the limits and the cached OpenAPI document.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwap;
 use axum::body::Bytes;
 use metrics::Counter;
 use ndarray::ArrayView2;
 
-use crate::artifact::{ArtifactError, ArtifactProblem};
-use crate::model::{Answer, Model, ModelError};
+use crate::model::{Answer, Model};
 use crate::wire::PredictResponse;
 
 use super::error::ApiError;
+use super::registry::{RefreshError, Registry, RegistrySettings, ReloadOutcome, Snapshot, Source};
 
 /// A checked model as the server serves it, with what the hot path needs precomputed.
 #[derive(Debug)]
 pub struct ServedModel {
     pub model: Model,
-    /// `MODEL_NAME` if set, else the model's own name.
+    /// The name in URLs: the repository directory's, else `MODEL_NAME`, else the model's own.
     pub name: String,
+    /// The version in URLs: the repository's version directory, else the model's own version.
+    pub version: String,
+    /// Most rows in one batch request (the model's configuration may lower `MAX_BATCH_ROWS`).
+    pub batch_rows: usize,
     pub loaded_at: String,
     /// Our model's two possible `/predict` bodies, serialised once (none for ONNX).
     bodies: Vec<Bytes>,
-    /// `predictions_total` by class, for our model's two classes.
+    /// The class labels, in the order of `predictions`.
+    classes: Vec<String>,
+    /// `predictions_total` by class.
     predictions: Vec<Counter>,
 }
 
 impl ServedModel {
+    /// A model served alone (`MODEL_PATH`), under `name_override` or its own name and version.
     pub fn new(model: impl Into<Model>, name_override: Option<&str>) -> Self {
         let model = model.into();
         let name = name_override.map_or_else(|| model.stored_name().to_string(), str::to_string);
+        let version = model.version().to_string();
+        Self::versioned(model, &name, &version, usize::MAX)
+    }
+
+    /// A model served as `name`, version `version`, with at most `batch_rows` rows a request.
+    pub fn versioned(
+        model: impl Into<Model>,
+        name: &str,
+        version: &str,
+        batch_rows: usize,
+    ) -> Self {
+        let model = model.into();
+        let counter = |label: &str| metrics::counter!("predictions_total", "label" => label.to_string(), "model" => name.to_string(), "version" => version.to_string());
+        let classes = model.classes();
         let (bodies, predictions) = match &model {
             Model::Native(m) => {
                 let labels = &m.artifact.labels;
@@ -45,18 +65,21 @@ impl ServedModel {
                         .expect("plain data"),
                     )
                 };
-                let counter = |positive: bool| metrics::counter!("predictions_total", "label" => labels.name(positive).to_string());
                 (
                     vec![body(false), body(true)],
-                    vec![counter(false), counter(true)],
+                    vec![counter(labels.name(false)), counter(labels.name(true))],
                 )
             }
-            Model::Onnx(_) => (Vec::new(), Vec::new()),
+            // A classifier's labels are the model's own, a bounded set.
+            Model::Onnx(_) => (Vec::new(), classes.iter().map(|l| counter(l)).collect()),
         };
         Self {
             bodies,
+            classes,
             predictions,
-            name,
+            name: name.to_string(),
+            version: version.to_string(),
+            batch_rows,
             loaded_at: crate::clock::now_rfc3339(),
             model,
         }
@@ -102,9 +125,11 @@ impl ServedModel {
                             negative.increment(1);
                         }
                     }
-                    // A classifier's labels are the model's own, a bounded set.
-                    _ => metrics::counter!("predictions_total", "label" => label.clone())
-                        .increment(1),
+                    _ => match self.classes.iter().position(|c| c == label) {
+                        Some(i) => self.predictions[i].increment(1),
+                        // A label the model gives without naming it in advance: still its own.
+                        None => metrics::counter!("predictions_total", "label" => label.clone(), "model" => self.name.clone(), "version" => self.version.clone()).increment(1),
+                    },
                 }
             }
         }
@@ -122,12 +147,14 @@ pub struct Limits {
 
 #[derive(Debug)]
 struct Shared {
-    model: ArcSwap<ServedModel>,
-    model_path: PathBuf,
-    name_override: Option<String>,
+    registry: Registry,
     limits: Limits,
     api_key: Option<String>,
+    /// `REPOSITORY_CONTROL`: the V2 repository load/unload calls are open (behind the key).
+    control: bool,
     shutting_down: AtomicBool,
+    /// The OpenAPI document, built on first request and again after each registry change.
+    openapi: Mutex<Option<(u64, Bytes)>>,
 }
 
 /// Cheap to clone: one `Arc`.
@@ -135,6 +162,7 @@ struct Shared {
 pub struct AppState(Arc<Shared>);
 
 impl AppState {
+    /// The state of a server of one model file (`MODEL_PATH`).
     pub fn new(
         model: ServedModel,
         model_path: PathBuf,
@@ -142,23 +170,47 @@ impl AppState {
         limits: Limits,
         api_key: Option<String>,
     ) -> Self {
+        let registry = Registry::single(
+            model,
+            RegistrySettings {
+                source: Source::File {
+                    path: model_path,
+                    name: name_override,
+                },
+                model_bytes: limits.model_bytes,
+                max_models: 1,
+                batch_rows: limits.batch_rows,
+                default_model: None,
+            },
+        );
+        Self::with_registry(registry, limits, api_key, false)
+    }
+
+    /// The state over a loaded registry.
+    pub fn with_registry(
+        registry: Registry,
+        limits: Limits,
+        api_key: Option<String>,
+        control: bool,
+    ) -> Self {
         Self(Arc::new(Shared {
-            model: ArcSwap::from_pointee(model),
-            model_path,
-            name_override,
+            registry,
             limits,
             api_key,
+            control,
             shutting_down: AtomicBool::new(false),
+            openapi: Mutex::new(None),
         }))
     }
 
-    /// The live model; a request keeps the one it started with even if a reload swaps it.
-    pub fn model(&self) -> arc_swap::Guard<Arc<ServedModel>> {
-        self.0.model.load()
+    /// The default model's live version (`/predict`, `/info`); a request keeps the one it
+    /// started with even if a reload swaps it.
+    pub fn model(&self) -> Result<Arc<ServedModel>, ApiError> {
+        self.0.registry.default_model().map_err(ApiError::Model)
     }
 
-    pub fn model_path(&self) -> &std::path::Path {
-        &self.0.model_path
+    pub fn registry(&self) -> &Registry {
+        &self.0.registry
     }
 
     pub fn limits(&self) -> &Limits {
@@ -169,8 +221,17 @@ impl AppState {
         self.0.api_key.as_deref()
     }
 
+    pub fn control_enabled(&self) -> bool {
+        self.0.control
+    }
+
+    /// Ready: not shutting down, and every model the configuration asks for is loaded.
     pub fn is_ready(&self) -> bool {
-        !self.0.shutting_down.load(Ordering::Acquire)
+        !self.0.shutting_down.load(Ordering::Acquire) && self.0.registry.snapshot().all_ready()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.0.shutting_down.load(Ordering::Acquire)
     }
 
     /// Readiness turns false at once; the listener then drains.
@@ -178,65 +239,22 @@ impl AppState {
         self.0.shutting_down.store(true, Ordering::Release);
     }
 
-    /// Loads and checks the artifact at the model path again and, if it is good and differs
-    /// from the live one, swaps it in. A bad file leaves the live model serving, and so does
-    /// a model with other features or labels: every client of the live one would get 422s,
-    /// and the API's documented schema would be wrong; changing those takes a restart.
-    pub fn reload(&self) -> Result<ReloadOutcome, ModelError> {
-        let path = &self.0.model_path;
-        let loaded = Model::load(path, self.0.limits.model_bytes)?;
-        let live = self.model();
-        if loaded.sha256() == live.model.sha256() {
-            return Ok(ReloadOutcome::Unchanged);
-        }
-        let old = &live.model;
-        let refuse = |what: String| {
-            ModelError::from(ArtifactError {
-                path: path.clone(),
-                problem: ArtifactProblem::Inconsistent(format!(
-                    "{what}; a reload may not change the API (restart the server to serve it)"
-                )),
-            })
-        };
-        if loaded.kind() != old.kind() || loaded.outputs() != old.outputs() {
-            return Err(refuse(format!(
-                "it is a {} model with outputs [{}], the live one a {} model with [{}]",
-                loaded.kind(),
-                names(loaded.outputs().iter().map(|o| o.name.as_str())),
-                old.kind(),
-                names(old.outputs().iter().map(|o| o.name.as_str()))
-            )));
-        }
-        if loaded.features() != old.features() {
-            return Err(refuse(format!(
-                "its features [{}] differ from the live model's [{}]",
-                loaded.features().join(", "),
-                old.features().join(", ")
-            )));
-        }
-        if loaded.classes() != old.classes() {
-            return Err(refuse(format!(
-                "its labels [{}] differ from the live model's [{}]",
-                loaded.classes().join(", "),
-                old.classes().join(", ")
-            )));
-        }
-        drop(live);
-        let sha256 = loaded.sha256().to_string();
-        self.0.model.store(Arc::new(ServedModel::new(
-            loaded,
-            self.0.name_override.as_deref(),
-        )));
-        Ok(ReloadOutcome::Swapped { sha256 })
+    /// Refreshes from the model file or repository (see [`Registry::refresh`]).
+    pub fn reload(&self) -> Result<ReloadOutcome, RefreshError> {
+        self.0.registry.refresh()
     }
-}
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReloadOutcome {
-    Unchanged,
-    Swapped { sha256: String },
-}
-
-fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {
-    names.collect::<Vec<_>>().join(", ")
+    /// The OpenAPI document for the registry as it is now, built at most once per change.
+    pub fn openapi_json(&self, build: impl FnOnce(&Snapshot) -> Vec<u8>) -> Bytes {
+        let snapshot = self.0.registry.snapshot();
+        let mut cached = self.0.openapi.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cached {
+            Some((generation, doc)) if *generation == snapshot.generation => doc.clone(),
+            _ => {
+                let doc = Bytes::from(build(&snapshot));
+                *cached = Some((snapshot.generation, doc.clone()));
+                doc
+            }
+        }
+    }
 }

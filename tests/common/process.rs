@@ -21,9 +21,18 @@ pub struct Server {
 
 impl Server {
     pub fn start(model: &Path, extra_env: &[(&str, &str)]) -> Self {
+        Self::start_with(("MODEL_PATH", model), extra_env)
+    }
+
+    /// A server of the model repository at `root` (`MODEL_REPOSITORY`).
+    pub fn start_repository(root: &Path, extra_env: &[(&str, &str)]) -> Self {
+        Self::start_with(("MODEL_REPOSITORY", root), extra_env)
+    }
+
+    fn start_with(source: (&str, &Path), extra_env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(BIN)
             .arg("serve")
-            .env("MODEL_PATH", model)
+            .env(source.0, source.1)
             .env("HOST", "127.0.0.1")
             .env("PORT", "0")
             .env("GRPC_PORT", "0")

@@ -14,10 +14,10 @@ use super::proto::model_infer_response::InferOutputTensor;
 use super::proto::model_metadata_response::TensorMetadata;
 use super::proto::*;
 use crate::model::OutputSpec;
-use crate::server::ApiError;
 use crate::server::AppState;
 use crate::server::Slots;
 use crate::server::v2::{self, Source, Tensor, V2Error};
+use crate::server::{ApiError, LookupError};
 
 /// The service; cheap to clone.
 #[derive(Debug, Clone)]
@@ -101,10 +101,10 @@ pub(super) fn deadline_exceeded() -> Status {
 pub fn status(err: &V2Error) -> Status {
     let code = match err {
         V2Error::BadRequest(_) | V2Error::TooManyRows { .. } => Code::InvalidArgument,
-        V2Error::UnknownModel { .. }
-        | V2Error::UnknownVersion { .. }
-        | V2Error::UnknownRoute(_) => Code::NotFound,
+        V2Error::UnknownRoute(_) => Code::NotFound,
         V2Error::Server(e) => match e {
+            ApiError::Model(LookupError::Unavailable { .. }) => Code::Unavailable,
+            ApiError::Model(_) => Code::NotFound,
             ApiError::Unauthorized => Code::Unauthenticated,
             ApiError::BodyTooLarge { .. } | ApiError::Overloaded => Code::ResourceExhausted,
             ApiError::Timeout => Code::DeadlineExceeded,
@@ -207,9 +207,12 @@ fn outputs(request: &ModelInferRequest, specs: &[OutputSpec]) -> Result<Vec<usiz
 
 impl InferenceService {
     fn infer(&self, request: &ModelInferRequest) -> Result<ModelInferResponse, Status> {
-        let model = self.state.model();
-        v2::check_model(&model, &request.model_name, version(&request.model_version))
-            .map_err(|e| status(&e))?;
+        let model = v2::lookup(
+            &self.state,
+            &request.model_name,
+            version(&request.model_version),
+        )
+        .map_err(|e| status(&e))?;
         let raw = &request.raw_input_contents;
         if !raw.is_empty() {
             if raw.len() != request.inputs.len() {
@@ -248,7 +251,7 @@ impl InferenceService {
         let specs = model.model.outputs();
         let wanted = outputs(request, &specs).map_err(|e| status(&e))?;
         let rules = v2::ReadRules {
-            max_rows: self.state.limits().batch_rows,
+            max_rows: model.batch_rows.min(self.state.limits().batch_rows),
             nonnegative: model.model.nonnegative_features(),
         };
         let values = v2::read_inputs(model.features(), &tensors, rules).map_err(|e| status(&e))?;
@@ -256,7 +259,7 @@ impl InferenceService {
         let rows = (values.len() / model.features().len()) as u64;
         Ok(ModelInferResponse {
             model_name: model.name.clone(),
-            model_version: model.model.version().to_string(),
+            model_version: model.version.clone(),
             id: request.id.clone(),
             parameters: Default::default(),
             outputs: wanted
@@ -300,11 +303,12 @@ impl GrpcInferenceService for InferenceService {
         request: Request<ModelReadyRequest>,
     ) -> Result<Response<ModelReadyResponse>, Status> {
         let r = request.get_ref();
-        v2::check_model(&self.state.model(), &r.name, version(&r.version))
-            .map_err(|e| status(&e))?;
-        Ok(Response::new(ModelReadyResponse {
-            ready: self.state.is_ready(),
-        }))
+        let ready = match v2::lookup(&self.state, &r.name, version(&r.version)) {
+            Ok(_) => !self.state.is_shutting_down(),
+            Err(V2Error::Server(ApiError::Model(LookupError::Unavailable { .. }))) => false,
+            Err(e) => return Err(status(&e)),
+        };
+        Ok(Response::new(ModelReadyResponse { ready }))
     }
 
     async fn server_metadata(

@@ -16,14 +16,6 @@ use crate::server::ApiError;
 pub enum V2Error {
     /// Not a valid inference request for this model; the message says which input and element.
     BadRequest(String),
-    /// The path names a model this server does not serve.
-    UnknownModel { name: String, served: String },
-    /// The model exists, the version does not.
-    UnknownVersion {
-        name: String,
-        version: String,
-        served: String,
-    },
     /// No V2 route has this path.
     UnknownRoute(String),
     /// More rows than `MAX_BATCH_ROWS`: 413, as on `/predict/batch`.
@@ -37,9 +29,7 @@ impl V2Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::UnknownModel { .. } | Self::UnknownVersion { .. } | Self::UnknownRoute(_) => {
-                StatusCode::NOT_FOUND
-            }
+            Self::UnknownRoute(_) => StatusCode::NOT_FOUND,
             Self::TooManyRows { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Server(e) => e.status(),
         }
@@ -48,14 +38,6 @@ impl V2Error {
     pub fn message(&self) -> String {
         match self {
             Self::BadRequest(m) => m.clone(),
-            Self::UnknownModel { name, served } => {
-                format!("Unknown model {name:?}: this server serves {served:?}")
-            }
-            Self::UnknownVersion {
-                name,
-                version,
-                served,
-            } => format!("Model {name:?} has no version {version:?}; its version is {served:?}"),
             Self::UnknownRoute(path) => format!("Not Found: {path}"),
             Self::TooManyRows { rows, max } => {
                 format!("Too many rows: the inputs hold {rows} rows, a request at most {max}")

@@ -21,7 +21,9 @@ use axum::{Extension, Json};
 
 use super::error::ApiError;
 use super::extract::{Authorized, Slots};
+use super::registry::LookupError;
 use super::state::{AppState, ServedModel};
+use std::sync::Arc;
 
 /// The server's name in `GET /v2`.
 pub const SERVER_NAME: &str = "ml-serving";
@@ -31,7 +33,7 @@ pub const PLATFORM: &str = "ml-serving_linfa";
 pub const BATCH_INPUT: &str = "input-0";
 
 /// The protocol extensions this server implements (`GET /v2`, gRPC `ServerMetadata`).
-pub const EXTENSIONS: [&str; 1] = ["binary_tensor_data"];
+pub const EXTENSIONS: [&str; 2] = ["binary_tensor_data", "model_repository"];
 
 /// Answers smaller than this are not worth gzipping.
 const GZIP_MIN_BYTES: usize = 1024;
@@ -52,23 +54,16 @@ use tensors::select_outputs;
 pub use tensors::{Datatype, ReadRules, Source, Tensor, output_named, output_shape, read_inputs};
 pub use types::*;
 
-/// The live model, if the path names it (and its version, when the path has one).
-pub fn check_model(model: &ServedModel, name: &str, version: Option<&str>) -> Result<(), V2Error> {
-    if name != model.name {
-        return Err(V2Error::UnknownModel {
-            name: name.to_string(),
-            served: model.name.clone(),
-        });
-    }
-    let served = model.model.version();
-    match version {
-        Some(v) if v != served => Err(V2Error::UnknownVersion {
-            name: name.to_string(),
-            version: v.to_string(),
-            served: served.to_string(),
-        }),
-        _ => Ok(()),
-    }
+/// The model the path names (its latest version unless the path names one).
+pub fn lookup(
+    state: &AppState,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Arc<ServedModel>, V2Error> {
+    state
+        .registry()
+        .get(name, version)
+        .map_err(|e| V2Error::Server(ApiError::Model(e)))
 }
 
 fn path_error(rejection: PathRejection) -> V2Error {
@@ -129,13 +124,24 @@ pub fn metadata(
     name: &str,
     version: Option<&str>,
 ) -> Result<ModelMetadata, V2Error> {
-    let model = state.model();
-    check_model(&model, name, version)?;
+    let model = lookup(state, name, version)?;
     let features = model.features();
     let classes = model.model.classes();
+    let versions = state
+        .registry()
+        .snapshot()
+        .models
+        .get(name)
+        .map(|m| {
+            m.versions
+                .iter()
+                .map(|v| v.served.version.clone())
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(ModelMetadata {
         name: model.name.clone(),
-        versions: vec![model.model.version().to_string()],
+        versions,
         platform: PLATFORM.to_string(),
         inputs: features
             .iter()
@@ -162,7 +168,7 @@ pub fn metadata(
             batch_input_name: BATCH_INPUT.to_string(),
             batch_input_shape: format!("[-1, {}]", features.len()),
             input_datatypes: Datatype::names(),
-            max_batch_rows: state.limits().batch_rows,
+            max_batch_rows: model.batch_rows.min(state.limits().batch_rows),
             label_0: classes.first().cloned(),
             label_1: classes.get(1).cloned(),
         },
@@ -215,8 +221,11 @@ fn model_readiness(
     name: &str,
     version: Option<&str>,
 ) -> Result<(StatusCode, Json<ModelReadyResponse>), V2Error> {
-    check_model(&state.model(), name, version)?;
-    let ready = state.is_ready();
+    let ready = match lookup(state, name, version) {
+        Ok(_) => !state.is_shutting_down(),
+        Err(V2Error::Server(ApiError::Model(LookupError::Unavailable { .. }))) => false,
+        Err(e) => return Err(e),
+    };
     Ok((
         ready_status(ready),
         Json(ModelReadyResponse {
@@ -299,8 +308,7 @@ fn run_inference(
     slots: &Slots,
     body: Result<V2Body, V2Error>,
 ) -> Result<Response, V2Error> {
-    let model = state.model();
-    check_model(&model, name, version)?;
+    let model = lookup(state, name, version)?;
     let body = body?;
     // The slot is taken once the body is in: a client still uploading holds none.
     let _slot = slots.take()?;
@@ -313,7 +321,7 @@ fn run_inference(
         model.features(),
         &tensors,
         ReadRules {
-            max_rows: state.limits().batch_rows,
+            max_rows: model.batch_rows.min(state.limits().batch_rows),
             nonnegative: model.model.nonnegative_features(),
         },
     )?;
@@ -351,7 +359,7 @@ fn run_inference(
         .collect();
     let response = InferenceResponse {
         model_name: model.name.clone(),
-        model_version: model.model.version().to_string(),
+        model_version: model.version.clone(),
         id: request.id,
         outputs,
     };
@@ -493,6 +501,153 @@ pub enum InferErrors {
     Overloaded(V2ErrorBody),
 }
 
+// ------------------------------------------------------- repository extension
+
+/// One row of the repository index: a served version, or a model with none.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct IndexEntry {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// `READY`, `UNAVAILABLE` or `UNLOADED`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+/// The repository index request: `{"ready": true}` lists only what is ready.
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IndexRequest {
+    #[serde(default)]
+    pub ready: bool,
+}
+
+/// Every model and version in the repository and its state (the V2 repository extension).
+#[utoipa::path(
+    post,
+    path = "/v2/repository/index",
+    tag = "v2",
+    request_body(content = Option<IndexRequest>, description = "Optional: {\"ready\": true}"),
+    responses(
+        (status = 200, body = [IndexEntry]),
+        (status = 400, description = "Not an index request", body = V2ErrorBody),
+    )
+)]
+pub async fn repository_index(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Json<Vec<IndexEntry>>, V2Error> {
+    let request: IndexRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        IndexRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| json_error(&e))?
+    };
+    let snapshot = state.registry().snapshot();
+    let mut index = Vec::new();
+    for (name, entry) in &snapshot.models {
+        for v in &entry.versions {
+            index.push(IndexEntry {
+                name: name.clone(),
+                version: Some(v.served.version.clone()),
+                state: "READY".to_string(),
+                reason: String::new(),
+            });
+        }
+        if entry.versions.is_empty() && !request.ready {
+            index.push(IndexEntry {
+                name: name.clone(),
+                version: None,
+                state: if entry.unloaded {
+                    "UNLOADED"
+                } else {
+                    "UNAVAILABLE"
+                }
+                .to_string(),
+                reason: entry.problems.join("; "),
+            });
+        }
+    }
+    Ok(Json(index))
+}
+
+/// Loads (or reloads) one model from the repository now; off unless `REPOSITORY_CONTROL`.
+#[utoipa::path(
+    post,
+    path = "/v2/repository/models/{name}/load",
+    tag = "v2",
+    params(("name" = String, Path, description = "A model directory of the repository")),
+    responses(
+        (status = 200, description = "Loaded: at least one version serves"),
+        (status = 400, description = "It could not be loaded (the reasons, naming paths), or REPOSITORY_CONTROL is off", body = V2ErrorBody),
+        (status = 401, description = "Missing or wrong API key (when API_KEY is set)", body = V2ErrorBody),
+    ),
+    security((), ("api_key" = []))
+)]
+pub async fn repository_load(
+    State(state): State<AppState>,
+    _: Authorized,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<serde_json::Value>, V2Error> {
+    let Path(name) = path.map_err(path_error)?;
+    repository_control(state, name, true).await
+}
+
+/// Stops serving one model (requests under way finish); off unless `REPOSITORY_CONTROL`.
+#[utoipa::path(
+    post,
+    path = "/v2/repository/models/{name}/unload",
+    tag = "v2",
+    params(("name" = String, Path, description = "A model of the server")),
+    responses(
+        (status = 200, description = "Unloaded"),
+        (status = 400, description = "Unknown model, or REPOSITORY_CONTROL is off", body = V2ErrorBody),
+        (status = 401, description = "Missing or wrong API key (when API_KEY is set)", body = V2ErrorBody),
+    ),
+    security((), ("api_key" = []))
+)]
+pub async fn repository_unload(
+    State(state): State<AppState>,
+    _: Authorized,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<serde_json::Value>, V2Error> {
+    let Path(name) = path.map_err(path_error)?;
+    repository_control(state, name, false).await
+}
+
+async fn repository_control(
+    state: AppState,
+    name: String,
+    load: bool,
+) -> Result<Json<serde_json::Value>, V2Error> {
+    if !state.control_enabled() {
+        return Err(bad(
+            "the repository load and unload calls are off; start the server with REPOSITORY_CONTROL=true",
+        ));
+    }
+    if !crate::repository::valid_model_name(&name) {
+        return Err(bad(
+            "not a valid model name (1 to 64 of A-Z, a-z, 0-9, '_', '-', '.')",
+        ));
+    }
+    let worker = state.clone();
+    let target = name.clone();
+    let outcome = tokio::task::spawn_blocking(move || worker.registry().control(&target, load))
+        .await
+        .map_err(|e| V2Error::Server(ApiError::Internal(format!("the load task: {e}"))))?;
+    super::reload::record(&outcome, if load { "load" } else { "unload" });
+    outcome.map_err(|e| bad(e.to_string()))?;
+    if load {
+        let snapshot = state.registry().snapshot();
+        let entry = snapshot.models.get(&name);
+        if !entry.is_some_and(|m| m.is_ready()) {
+            let why = entry.map(|m| m.problems.join("; ")).unwrap_or_default();
+            return Err(bad(format!("model {name:?} could not be loaded: {why}")));
+        }
+    }
+    Ok(Json(serde_json::json!({})))
+}
+
 // ------------------------------------------------------------------ routers
 
 /// The V2 routes anyone may call: health, metadata, readiness; any other `/v2/...` path is a
@@ -523,6 +678,18 @@ pub fn open_routes() -> Router<AppState> {
         .route(
             "/v2/models/{name}/versions/{version}/ready",
             get(model_version_ready).fallback(method_not_allowed),
+        )
+        .route(
+            "/v2/repository/index",
+            post(repository_index).fallback(method_not_allowed),
+        )
+        .route(
+            "/v2/repository/models/{name}/load",
+            post(repository_load).fallback(method_not_allowed),
+        )
+        .route(
+            "/v2/repository/models/{name}/unload",
+            post(repository_unload).fallback(method_not_allowed),
         )
         .route("/v2/{*rest}", any(unknown_route))
 }
