@@ -1,7 +1,10 @@
 //! The model a server serves or `score` runs, of either kind: our own artifact (the
 //! imputer → scaler → vote pipeline) or an ONNX graph with its optional sidecar. What every
-//! frontend needs from it: its name, version, features, outputs and predictions on a row-major
-//! batch; everything that can fail is checked at load.
+//! frontend needs from it is the [`Servable`] trait, implemented by both kinds: its name,
+//! version, features, outputs and predictions on a row-major batch. [`Model`] is the closed set
+//! of kinds [`Model::load`] recognises; it dereferences to the trait, and code that needs one
+//! kind's own parts (our pre-serialised answers, the artifact's metrics) matches on it.
+//! Everything that can fail is checked at load.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -223,235 +226,52 @@ impl Model {
             classes,
         })))
     }
+}
 
+/// What every frontend needs from a model, whatever its kind: implemented by our artifact
+/// ([`LoadedModel`]) and by an ONNX graph ([`OnnxServed`]). A [`Model`] dereferences to it.
+pub trait Servable: std::fmt::Debug + Send + Sync {
     /// `ml-serving` for our artifacts, `onnx` for ONNX graphs.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Native(_) => "ml-serving",
-            Self::Onnx(_) => "onnx",
-        }
-    }
-
+    fn kind(&self) -> &'static str;
     /// Whether feature values must be ≥ 0: our model's rule (its features are measurements;
     /// the tutorial refused negatives), not an ONNX model's, which takes any finite value.
-    pub fn nonnegative_features(&self) -> bool {
-        matches!(self, Self::Native(_))
-    }
-
+    fn nonnegative_features(&self) -> bool;
     /// Whether the features have real names (ours; an ONNX model's sidecar), rather than
     /// `f0`, `f1`, ... standing for input columns.
-    pub fn has_named_features(&self) -> bool {
-        match self {
-            Self::Native(_) => true,
-            Self::Onnx(m) => m
-                .sidecar
-                .as_ref()
-                .is_some_and(|s| !s.feature_names.is_empty()),
-        }
-    }
-
+    fn has_named_features(&self) -> bool;
     /// The name the model file gives itself.
-    pub fn stored_name(&self) -> &str {
-        match self {
-            Self::Native(m) => &m.artifact.name,
-            Self::Onnx(m) => &m.name,
-        }
-    }
-
-    pub fn version(&self) -> &str {
-        match self {
-            Self::Native(m) => &m.artifact.version,
-            Self::Onnx(m) => &m.version,
-        }
-    }
-
-    pub fn features(&self) -> &[String] {
-        match self {
-            Self::Native(m) => &m.artifact.feature_names,
-            Self::Onnx(m) => &m.features,
-        }
-    }
-
-    pub fn sample(&self) -> &[f64] {
-        match self {
-            Self::Native(m) => &m.artifact.sample,
-            Self::Onnx(m) => &m.sample,
-        }
-    }
-
+    fn stored_name(&self) -> &str;
+    fn version(&self) -> &str;
+    fn features(&self) -> &[String];
+    fn sample(&self) -> &[f64];
     /// Class labels in order (prediction `i` is `classes()[i]` for ours); empty when unknown
     /// or for a regression.
-    pub fn classes(&self) -> Vec<String> {
-        match self {
-            Self::Native(m) => vec![
-                m.artifact.labels.negative.clone(),
-                m.artifact.labels.positive.clone(),
-            ],
-            Self::Onnx(m) => m.classes.clone(),
-        }
-    }
-
-    pub fn sha256(&self) -> &str {
-        match self {
-            Self::Native(m) => &m.sha256,
-            Self::Onnx(m) => &m.sha256,
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        match self {
-            Self::Native(m) => &m.path,
-            Self::Onnx(m) => &m.path,
-        }
-    }
-
+    fn classes(&self) -> Vec<String>;
+    fn sha256(&self) -> &str;
+    fn path(&self) -> &Path;
     /// Every output the model offers, in order.
-    pub fn outputs(&self) -> Vec<OutputSpec> {
-        match self {
-            Self::Native(_) => NATIVE_OUTPUTS
-                .iter()
-                .map(|&(name, datatype)| OutputSpec {
-                    name: name.to_string(),
-                    datatype,
-                    columns: None,
-                })
-                .collect(),
-            Self::Onnx(m) => m
-                .graph
-                .outputs()
-                .iter()
-                .map(|o| {
-                    let (datatype, columns) = match &o.kind {
-                        OutputKind::Maps { classes, .. } => (OutputType::Fp32, Some(*classes)),
-                        OutputKind::Tensor { elem, shape } => {
-                            let datatype = match elem {
-                                ElemType::I64 | ElemType::I32 | ElemType::Bool => OutputType::Int64,
-                                ElemType::Str => OutputType::Bytes,
-                                _ => OutputType::Fp32,
-                            };
-                            let columns: usize = shape
-                                .iter()
-                                .skip(1)
-                                .map(|d| match d {
-                                    crate::onnx::Dim::Fixed(n) => *n,
-                                    crate::onnx::Dim::Batch => 1,
-                                })
-                                .product();
-                            (datatype, (shape.len() > 1).then_some(columns))
-                        }
-                    };
-                    OutputSpec {
-                        name: o.name.clone(),
-                        datatype,
-                        columns,
-                    }
-                })
-                .collect(),
-        }
-    }
-
+    fn outputs(&self) -> Vec<OutputSpec>;
     /// The outputs at the indices `wanted` (into [`Self::outputs`]) for the rows in `rows`
     /// (row-major, the model's width), and each row's named-field answer: one evaluation.
-    pub fn run(
-        &self,
-        rows: &[f64],
-        wanted: &[usize],
-    ) -> Result<(Vec<OutputData>, Vec<Answer>), String> {
-        let width = self.features().len();
-        let n = rows.len() / width;
-        match self {
-            Self::Native(m) => {
-                let x = ndarray::ArrayView2::from_shape((n, width), rows)
-                    .map_err(|e| format!("row layout: {e}"))?;
-                let pipeline = &m.artifact.pipeline;
-                // Without a vote output, the ensemble's decision alone: it skips the SVM where
-                // the other two agree.
-                let (votes, decisions) = if wanted.iter().any(|&i| i >= 2) {
-                    let votes = pipeline.votes(x).map_err(|e| e.to_string())?;
-                    let decisions = votes.iter().map(|v| v.majority()).collect();
-                    (votes, decisions)
-                } else {
-                    (Vec::new(), pipeline.predict(x).map_err(|e| e.to_string())?)
-                };
-                let labels = &m.artifact.labels;
-                let int = |pick: fn(&crate::pipeline::Votes) -> bool| {
-                    OutputData::Int64(votes.iter().map(|v| i64::from(pick(v))).collect())
-                };
-                let outputs = wanted
-                    .iter()
-                    .map(|&i| match i {
-                        0 => OutputData::Int64(decisions.iter().map(|&d| i64::from(d)).collect()),
-                        1 => OutputData::Bytes(
-                            decisions
-                                .iter()
-                                .map(|&d| labels.name(d).to_string())
-                                .collect(),
-                        ),
-                        2 => int(|v| v.logistic),
-                        3 => int(|v| v.tree),
-                        _ => int(|v| v.svm),
-                    })
-                    .collect();
-                let answers = decisions
-                    .into_iter()
-                    .map(|p| Answer::Class {
-                        label: labels.name(p).to_string(),
-                        prediction: u8::from(p).into(),
-                        scores: None,
-                    })
-                    .collect();
-                Ok((outputs, answers))
-            }
-            Self::Onnx(m) => {
-                let outputs = m.graph.predict_f64(rows, n).map_err(|e| e.to_string())?;
-                let data = wanted
-                    .iter()
-                    .map(|&i| onnx_output(&outputs, i))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| "an output of an unexpected kind".to_string())?;
-                Ok((data, m.answers(&outputs, n)?))
-            }
-        }
-    }
+    fn run(&self, rows: &[f64], wanted: &[usize])
+    -> Result<(Vec<OutputData>, Vec<Answer>), String>;
+    /// The outputs [`Self::answers_with_scores`] needs, and how they become per-class scores
+    /// for `n` rows (`None`: the model has none).
+    fn score_outputs(&self) -> Vec<usize>;
+    fn scores_per_row(&self, data: &[OutputData], n: usize) -> Option<Vec<Vec<f32>>>;
 
     /// The named-field answer for each row.
-    pub fn answers(&self, rows: &[f64]) -> Result<Vec<Answer>, String> {
+    fn answers(&self, rows: &[f64]) -> Result<Vec<Answer>, String> {
         self.run(rows, &[]).map(|(_, answers)| answers)
     }
 
     /// [`Self::answers`], each class answer with its per-class scores: an ONNX classifier's
     /// first score output (probabilities), or for ours the share of the three votes for each
     /// class.
-    pub fn answers_with_scores(&self, rows: &[f64]) -> Result<Vec<Answer>, String> {
-        let specs = self.outputs();
-        let wanted: Vec<usize> = match self {
-            Self::Native(_) => vec![2, 3, 4],
-            Self::Onnx(_) => specs
-                .iter()
-                .position(|o| o.datatype == OutputType::Fp32 && o.columns.is_some())
-                .into_iter()
-                .collect(),
-        };
-        let (data, mut answers) = self.run(rows, &wanted)?;
-        let n = answers.len();
-        let per_row: Vec<Vec<f32>> = match (self, data.as_slice()) {
-            (
-                Self::Native(_),
-                [
-                    OutputData::Int64(a),
-                    OutputData::Int64(b),
-                    OutputData::Int64(c),
-                ],
-            ) => (0..n)
-                .map(|r| {
-                    let positive = (a[r] + b[r] + c[r]) as f32 / 3.0;
-                    vec![1.0 - positive, positive]
-                })
-                .collect(),
-            (Self::Onnx(_), [OutputData::Fp32(v)]) if n > 0 => {
-                v.chunks(v.len() / n).map(<[f32]>::to_vec).collect()
-            }
-            _ => return Ok(answers),
+    fn answers_with_scores(&self, rows: &[f64]) -> Result<Vec<Answer>, String> {
+        let (data, mut answers) = self.run(rows, &self.score_outputs())?;
+        let Some(per_row) = self.scores_per_row(&data, answers.len()) else {
+            return Ok(answers);
         };
         for (answer, row) in answers.iter_mut().zip(per_row) {
             if let Answer::Class { scores, .. } = answer {
@@ -462,9 +282,260 @@ impl Model {
     }
 }
 
+impl std::ops::Deref for Model {
+    type Target = dyn Servable;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Self::Native(m) => m.as_ref(),
+            Self::Onnx(m) => m.as_ref(),
+        }
+    }
+}
+
+impl Servable for LoadedModel {
+    fn kind(&self) -> &'static str {
+        "ml-serving"
+    }
+
+    fn nonnegative_features(&self) -> bool {
+        true
+    }
+
+    fn has_named_features(&self) -> bool {
+        true
+    }
+
+    fn stored_name(&self) -> &str {
+        &self.artifact.name
+    }
+
+    fn version(&self) -> &str {
+        &self.artifact.version
+    }
+
+    fn features(&self) -> &[String] {
+        &self.artifact.feature_names
+    }
+
+    fn sample(&self) -> &[f64] {
+        &self.artifact.sample
+    }
+
+    fn classes(&self) -> Vec<String> {
+        vec![
+            self.artifact.labels.negative.clone(),
+            self.artifact.labels.positive.clone(),
+        ]
+    }
+
+    fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn outputs(&self) -> Vec<OutputSpec> {
+        NATIVE_OUTPUTS
+            .iter()
+            .map(|&(name, datatype)| OutputSpec {
+                name: name.to_string(),
+                datatype,
+                columns: None,
+            })
+            .collect()
+    }
+
+    fn run(
+        &self,
+        rows: &[f64],
+        wanted: &[usize],
+    ) -> Result<(Vec<OutputData>, Vec<Answer>), String> {
+        let width = self.features().len();
+        let n = rows.len() / width;
+        let x = ndarray::ArrayView2::from_shape((n, width), rows)
+            .map_err(|e| format!("row layout: {e}"))?;
+        let pipeline = &self.artifact.pipeline;
+        // Without a vote output, the ensemble's decision alone: it skips the SVM where
+        // the other two agree.
+        let (votes, decisions) = if wanted.iter().any(|&i| i >= 2) {
+            let votes = pipeline.votes(x).map_err(|e| e.to_string())?;
+            let decisions = votes.iter().map(|v| v.majority()).collect();
+            (votes, decisions)
+        } else {
+            (Vec::new(), pipeline.predict(x).map_err(|e| e.to_string())?)
+        };
+        let labels = &self.artifact.labels;
+        let int = |pick: fn(&crate::pipeline::Votes) -> bool| {
+            OutputData::Int64(votes.iter().map(|v| i64::from(pick(v))).collect())
+        };
+        let outputs = wanted
+            .iter()
+            .map(|&i| match i {
+                0 => OutputData::Int64(decisions.iter().map(|&d| i64::from(d)).collect()),
+                1 => OutputData::Bytes(
+                    decisions
+                        .iter()
+                        .map(|&d| labels.name(d).to_string())
+                        .collect(),
+                ),
+                2 => int(|v| v.logistic),
+                3 => int(|v| v.tree),
+                _ => int(|v| v.svm),
+            })
+            .collect();
+        let answers = decisions
+            .into_iter()
+            .map(|p| Answer::Class {
+                label: labels.name(p).to_string(),
+                prediction: u8::from(p).into(),
+                scores: None,
+            })
+            .collect();
+        Ok((outputs, answers))
+    }
+
+    /// The three votes.
+    fn score_outputs(&self) -> Vec<usize> {
+        vec![2, 3, 4]
+    }
+
+    /// Each class's share of the three votes.
+    fn scores_per_row(&self, data: &[OutputData], n: usize) -> Option<Vec<Vec<f32>>> {
+        let [
+            OutputData::Int64(a),
+            OutputData::Int64(b),
+            OutputData::Int64(c),
+        ] = data
+        else {
+            return None;
+        };
+        Some(
+            (0..n)
+                .map(|r| {
+                    let positive = (a[r] + b[r] + c[r]) as f32 / 3.0;
+                    vec![1.0 - positive, positive]
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Servable for OnnxServed {
+    fn kind(&self) -> &'static str {
+        "onnx"
+    }
+
+    fn nonnegative_features(&self) -> bool {
+        false
+    }
+
+    fn has_named_features(&self) -> bool {
+        self.sidecar
+            .as_ref()
+            .is_some_and(|s| !s.feature_names.is_empty())
+    }
+
+    fn stored_name(&self) -> &str {
+        &self.name
+    }
+
+    fn version(&self) -> &str {
+        &self.version
+    }
+
+    fn features(&self) -> &[String] {
+        &self.features
+    }
+
+    fn sample(&self) -> &[f64] {
+        &self.sample
+    }
+
+    fn classes(&self) -> Vec<String> {
+        self.classes.clone()
+    }
+
+    fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn outputs(&self) -> Vec<OutputSpec> {
+        self.graph
+            .outputs()
+            .iter()
+            .map(|o| {
+                let (datatype, columns) = match &o.kind {
+                    OutputKind::Maps { classes, .. } => (OutputType::Fp32, Some(*classes)),
+                    OutputKind::Tensor { elem, shape } => {
+                        let datatype = match elem {
+                            ElemType::I64 | ElemType::I32 | ElemType::Bool => OutputType::Int64,
+                            ElemType::Str => OutputType::Bytes,
+                            _ => OutputType::Fp32,
+                        };
+                        let columns: usize = shape
+                            .iter()
+                            .skip(1)
+                            .map(|d| match d {
+                                crate::onnx::Dim::Fixed(n) => *n,
+                                crate::onnx::Dim::Batch => 1,
+                            })
+                            .product();
+                        (datatype, (shape.len() > 1).then_some(columns))
+                    }
+                };
+                OutputSpec {
+                    name: o.name.clone(),
+                    datatype,
+                    columns,
+                }
+            })
+            .collect()
+    }
+
+    fn run(
+        &self,
+        rows: &[f64],
+        wanted: &[usize],
+    ) -> Result<(Vec<OutputData>, Vec<Answer>), String> {
+        let n = rows.len() / self.features.len();
+        let outputs = self.graph.predict_f64(rows, n).map_err(|e| e.to_string())?;
+        let data = wanted
+            .iter()
+            .map(|&i| onnx_output(&outputs, i))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| "an output of an unexpected kind".to_string())?;
+        Ok((data, self.row_answers(&outputs, n)?))
+    }
+
+    /// The first float output with columns: a classifier's probabilities.
+    fn score_outputs(&self) -> Vec<usize> {
+        self.outputs()
+            .iter()
+            .position(|o| o.datatype == OutputType::Fp32 && o.columns.is_some())
+            .into_iter()
+            .collect()
+    }
+
+    fn scores_per_row(&self, data: &[OutputData], n: usize) -> Option<Vec<Vec<f32>>> {
+        match data {
+            [OutputData::Fp32(v)] if n > 0 => {
+                Some(v.chunks(v.len() / n).map(<[f32]>::to_vec).collect())
+            }
+            _ => None,
+        }
+    }
+}
+
 impl OnnxServed {
     /// Each row's answer: its label (a classifier), else the first float output's first column.
-    fn answers(&self, outputs: &crate::onnx::Outputs, n: usize) -> Result<Vec<Answer>, String> {
+    fn row_answers(&self, outputs: &crate::onnx::Outputs, n: usize) -> Result<Vec<Answer>, String> {
         if let Some(i) = self.graph.label_output() {
             return match outputs.labels(i) {
                 Some(Data::I64(v)) => Ok(v
