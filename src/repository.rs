@@ -419,6 +419,47 @@ fn version_file(dir: &Path, number: u64) -> Result<VersionFile, Problem> {
     }
 }
 
+/// The model file of `name` in the repository at `root`: version `version` if given (any
+/// good version on disk), else the latest its version policy selects (what the server serves
+/// as `latest`). Used by `score --model-repository`.
+pub fn resolve(root: &Path, name: &str, version: Option<u64>) -> Result<PathBuf, Problem> {
+    let scan = scan(root)?;
+    let Some(dir) = scan.models.iter().find(|m| m.name == name) else {
+        let names: Vec<&str> = scan.models.iter().map(|m| m.name.as_str()).collect();
+        return Err(Problem::new(
+            &root.join(name),
+            format!(
+                "is not a model of the repository (it holds {})",
+                names.join(", ")
+            ),
+        ));
+    };
+    if let Err(problem) = &dir.config {
+        return Err(problem.clone());
+    }
+    let found = match version {
+        Some(v) => dir.versions.iter().find(|f| f.number == v),
+        None => dir.selected().into_iter().last(),
+    };
+    found.map(|f| f.path.clone()).ok_or_else(|| {
+        let mut why = match version {
+            Some(v) => format!("has no usable version {v}"),
+            None => "has no version its policy selects".to_string(),
+        };
+        if !dir.problems.is_empty() {
+            why.push_str(": ");
+            why.push_str(
+                &dir.problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            );
+        }
+        Problem::new(&dir.path, why)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,6 +483,38 @@ mod tests {
             }
             .select(&available),
             vec![2]
+        );
+    }
+
+    #[test]
+    fn resolve_finds_the_latest_or_the_named_version() {
+        let dir = tempfile::tempdir().unwrap();
+        for v in [1, 2, 10] {
+            let d = dir.path().join(format!("m/{v}"));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("model.dat.gz"), b"x").unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("m/11")).unwrap(); // empty: not usable
+        let latest = resolve(dir.path(), "m", None).unwrap();
+        assert!(
+            latest.ends_with("m/10/model.dat.gz"),
+            "{}",
+            latest.display()
+        );
+        assert!(
+            resolve(dir.path(), "m", Some(2))
+                .unwrap()
+                .ends_with("m/2/model.dat.gz")
+        );
+        let err = resolve(dir.path(), "m", Some(11)).unwrap_err().to_string();
+        assert!(
+            err.contains("no usable version 11") && err.contains("holds no model file"),
+            "{err}"
+        );
+        let err = resolve(dir.path(), "x", None).unwrap_err().to_string();
+        assert!(
+            err.contains("not a model of the repository (it holds m)"),
+            "{err}"
         );
     }
 
