@@ -632,28 +632,31 @@ async fn the_number_of_models_is_capped() {
             &bundled_model_path(),
         );
     }
-    let (state, app) = serve(
-        RegistrySettings {
-            max_models: 2,
-            ..settings(dir.path(), Some("a"))
-        },
-        false,
-        None,
-    );
+    let capped = |root: &Path| RegistrySettings {
+        max_models: 2,
+        ..settings(root, Some("a"))
+    };
+    // At start-up: a clear error.
+    let err = Registry::load(capped(dir.path())).unwrap_err().to_string();
+    assert!(err.contains("more models than MAX_MODELS (2)"), "{err}");
+    // While serving: the model past the cap is refused and listed, the others serve.
+    std::fs::remove_dir_all(dir.path().join("c")).unwrap();
+    let (state, app) = serve(capped(dir.path()), false, None);
+    put(&dir.path().join("d/1/model.dat.gz"), &bundled_model_path());
+    state.reload().unwrap();
     let listing = get(&app, "/models").await.1;
     assert_eq!(listing["models"].as_array().unwrap().len(), 2);
     assert!(
         listing["problems"].to_string().contains("MAX_MODELS (2)"),
         "{listing}"
     );
-    put(&dir.path().join("d/1/model.dat.gz"), &bundled_model_path());
-    state.reload().unwrap();
     assert_eq!(
-        get(&app, "/models").await.1["models"]
-            .as_array()
-            .unwrap()
-            .len(),
-        2
+        post_json(&app, "/models/d/predict", SAMPLE).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        post_json(&app, "/models/b/predict", SAMPLE).await.0,
+        StatusCode::OK
     );
 }
 

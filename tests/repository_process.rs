@@ -80,6 +80,10 @@ fn models_change_under_load_without_a_failed_request() {
     let root = dir.path().join("models");
     put(&root.join("cancer/1/model.dat.gz"), &bundled_model_path());
     train_other(&root.join("other/1/model.dat.gz"));
+    for file in ["model.onnx", "model.json"] {
+        let fixture = repo(&format!("tests/fixtures/onnx/logreg_cancer.{}", &file[6..]));
+        put(&root.join("onnx/1").join(file), &fixture);
+    }
     let cancer_body = dir.path().join("cancer.json");
     std::fs::write(&cancer_body, SAMPLE).unwrap();
     let other_body = dir.path().join("other.json");
@@ -93,6 +97,14 @@ fn models_change_under_load_without_a_failed_request() {
         &[("RELOAD_INTERVAL_SECS", "0.1"), ("DEFAULT_MODEL", "cancer")],
     );
     assert_eq!(server.get("/ready").0, 200);
+    let (_, listing) = server.get("/models");
+    let kinds: Vec<&str> = listing["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["versions"][0]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["ml-serving", "onnx", "ml-serving"], "{listing}");
 
     let changed = loadtest(&server, "/models/cancer/predict", &cancer_body, 8);
     let untouched = loadtest(&server, "/models/other/predict", &other_body, 8);

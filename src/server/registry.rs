@@ -291,6 +291,12 @@ impl Registry {
                 };
                 let outcome = registry.refresh_repository(&root, None)?;
                 let snapshot = registry.snapshot();
+                if let Some(cap) = snapshot.problems.iter().find(|p| p.contains("MAX_MODELS")) {
+                    return Err(RefreshError::Startup(vec![format!(
+                        "the repository holds more models than MAX_MODELS ({}): {cap}; raise MAX_MODELS or remove models",
+                        registry.settings.max_models
+                    )]));
+                }
                 let missing: Vec<String> = snapshot
                     .models
                     .iter()
