@@ -2,7 +2,8 @@
 //! request waited behind a stalled one, it stops on time, and errors are counted as errors.
 //! Every server here is a tiny axum app on 127.0.0.1:0 started by the test itself.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -469,27 +470,14 @@ async fn timeouts_are_transport_errors() {
     );
 }
 
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
 /// The real server in process, on a free port.
 async fn start_model_server() -> String {
-    use ml_serving::artifact::LoadedModel;
-    use ml_serving::server::{AppState, Limits, ServedModel, app};
-    let path = repo("model/model_binary.dat.gz");
-    let state = AppState::new(
-        ServedModel::new(LoadedModel::load(&path).unwrap(), None),
-        path,
-        None,
-        Limits {
-            body_bytes: 1 << 20,
-            batch_rows: 1000,
-            model_bytes: ml_serving::artifact::DEFAULT_MAX_MODEL_BYTES,
-        },
-        None,
-    );
-    start(app(state, 512, Duration::from_secs(10))).await
+    let (_, app) = common::Setup {
+        max_in_flight: 512,
+        ..common::Setup::default()
+    }
+    .app();
+    start(app).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -507,7 +495,7 @@ async fn the_command_drives_the_real_server() {
         })
     };
     let strings = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let csv = repo("data/breast_cancer.csv").display().to_string();
+    let csv = common::repo("data/breast_cancer.csv").display().to_string();
     // The sample row from the server, rows of the bundled CSV, and GET /health.
     for extra in [
         strings(&[]),
