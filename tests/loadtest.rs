@@ -40,6 +40,11 @@ fn config(url: &str, path: &str) -> LoadConfig {
     LoadConfig::new(url, path)
 }
 
+/// Runs a load to its end (no Ctrl-C).
+async fn load(config: LoadConfig) -> Report {
+    run_load(&config, CancellationToken::new()).await.unwrap()
+}
+
 fn status(report: &Report, code: u16) -> u64 {
     report.statuses.get(&code).copied().unwrap_or(0)
 }
@@ -69,23 +74,19 @@ fn counting_app(counts: Arc<Counts>) -> Router {
 async fn closed_loop_counts_are_exact() {
     let counts = Arc::new(Counts::default());
     let url = start(counting_app(counts.clone())).await;
-    let report = run_load(
-        &LoadConfig {
-            method: Method::POST,
-            bodies: vec![
-                Bytes::from_static(b"a"),
-                Bytes::from_static(b"b"),
-                Bytes::from_static(b"c"),
-            ],
-            concurrency: 8,
-            requests: Some(999),
-            duration: Some(Duration::from_secs(60)),
-            ..config(&url, "/count")
-        },
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let report = load(LoadConfig {
+        method: Method::POST,
+        bodies: vec![
+            Bytes::from_static(b"a"),
+            Bytes::from_static(b"b"),
+            Bytes::from_static(b"c"),
+        ],
+        concurrency: 8,
+        requests: Some(999),
+        duration: Some(Duration::from_secs(60)),
+        ..config(&url, "/count")
+    })
+    .await;
     assert_eq!(counts.requests.load(Ordering::SeqCst), 999);
     assert_eq!(
         (report.sent, report.answered(), status(&report, 200)),
@@ -110,19 +111,15 @@ async fn closed_loop_counts_are_exact() {
 async fn open_loop_counts_are_exact() {
     let counts = Arc::new(Counts::default());
     let url = start(counting_app(counts.clone())).await;
-    let report = run_load(
-        &LoadConfig {
-            method: Method::POST,
-            bodies: vec![Bytes::from_static(b"x")],
-            concurrency: 4,
-            rate: Some(2000.0),
-            requests: Some(500),
-            ..config(&url, "/count")
-        },
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let report = load(LoadConfig {
+        method: Method::POST,
+        bodies: vec![Bytes::from_static(b"x")],
+        concurrency: 4,
+        rate: Some(2000.0),
+        requests: Some(500),
+        ..config(&url, "/count")
+    })
+    .await;
     assert_eq!(counts.requests.load(Ordering::SeqCst), 500);
     assert_eq!(
         (report.sent, status(&report, 200), report.missed),
@@ -164,18 +161,14 @@ async fn open_loop_latency_includes_the_wait_behind_a_stall() {
     let stall = Arc::new(Stall::default());
     let url = start(stalling_app(stall.clone())).await;
     let interval = Duration::from_millis(5);
-    let report = run_load(
-        &LoadConfig {
-            concurrency: 1,
-            rate: Some(1.0 / interval.as_secs_f64()),
-            requests: Some(100),
-            trace: true,
-            ..config(&url, "/")
-        },
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let report = load(LoadConfig {
+        concurrency: 1,
+        rate: Some(1.0 / interval.as_secs_f64()),
+        requests: Some(100),
+        trace: true,
+        ..config(&url, "/")
+    })
+    .await;
     assert_eq!((report.sent, status(&report, 200)), (100, 100));
     let (began, ended) = stall.window.lock().unwrap().expect("the server stalled");
 
@@ -220,16 +213,12 @@ async fn closed_loop_sees_the_stall_once_as_it_should() {
     // would have been due during the stall are simply not sent, so one latency is long.
     let stall = Arc::new(Stall::default());
     let url = start(stalling_app(stall.clone())).await;
-    let report = run_load(
-        &LoadConfig {
-            concurrency: 1,
-            requests: Some(100),
-            ..config(&url, "/")
-        },
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let report = load(LoadConfig {
+        concurrency: 1,
+        requests: Some(100),
+        ..config(&url, "/")
+    })
+    .await;
     assert_eq!(status(&report, 200), 100);
     assert!(report.latency.max() >= STALL.as_micros() as u64);
     assert!(report.latency.count_between(50_000, u64::MAX) <= 3);
@@ -250,18 +239,14 @@ async fn stops_on_time_against_a_slow_server() {
     let url = start(slow_app()).await;
     for rate in [None, Some(100.0)] {
         let began = Instant::now();
-        let report = run_load(
-            &LoadConfig {
-                concurrency: 4,
-                rate,
-                duration: Some(Duration::from_secs(1)),
-                timeout: Duration::from_secs(60),
-                ..config(&url, "/slow")
-            },
-            CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+        let report = load(LoadConfig {
+            concurrency: 4,
+            rate,
+            duration: Some(Duration::from_secs(1)),
+            timeout: Duration::from_secs(60),
+            ..config(&url, "/slow")
+        })
+        .await;
         let took = began.elapsed();
         assert!(
             took < Duration::from_millis(1500),
@@ -353,16 +338,12 @@ async fn error_answers_are_errors() {
         }),
     );
     let url = start(app).await;
-    let report = run_load(
-        &LoadConfig {
-            concurrency: 3,
-            requests: Some(400),
-            ..config(&url, "/flaky")
-        },
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let report = load(LoadConfig {
+        concurrency: 3,
+        requests: Some(400),
+        ..config(&url, "/flaky")
+    })
+    .await;
     assert_eq!((status(&report, 200), status(&report, 500)), (300, 100));
     assert_eq!((report.errors(), report.transport_errors), (100, 0));
     assert_eq!(report.error_rate(), Some(0.25));
@@ -396,16 +377,12 @@ async fn error_answers_are_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_connections_are_transport_errors() {
     let url = closed_port_url().await;
-    let report = run_load(
-        &LoadConfig {
-            concurrency: 2,
-            requests: Some(50),
-            ..config(&url, "/")
-        },
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let report = load(LoadConfig {
+        concurrency: 2,
+        requests: Some(50),
+        ..config(&url, "/")
+    })
+    .await;
     assert_eq!(
         (report.sent, report.transport_errors, report.answered()),
         (50, 50, 0)
@@ -431,16 +408,12 @@ async fn connections_closed_without_an_answer_are_transport_errors() {
             });
         }
     });
-    let report = run_load(
-        &LoadConfig {
-            concurrency: 2,
-            requests: Some(30),
-            ..config(&url, "/")
-        },
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let report = load(LoadConfig {
+        concurrency: 2,
+        requests: Some(30),
+        ..config(&url, "/")
+    })
+    .await;
     assert_eq!(
         (report.sent, report.transport_errors, report.answered()),
         (30, 30, 0)
@@ -450,17 +423,13 @@ async fn connections_closed_without_an_answer_are_transport_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_are_transport_errors() {
     let url = start(slow_app()).await;
-    let report = run_load(
-        &LoadConfig {
-            concurrency: 2,
-            requests: Some(4),
-            timeout: Duration::from_millis(100),
-            ..config(&url, "/slow")
-        },
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let report = load(LoadConfig {
+        concurrency: 2,
+        requests: Some(4),
+        timeout: Duration::from_millis(100),
+        ..config(&url, "/slow")
+    })
+    .await;
     assert_eq!((report.transport_errors, report.answered()), (4, 0));
     assert!(
         report
