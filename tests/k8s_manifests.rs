@@ -28,6 +28,9 @@ use ml_serving::server::ServeArgs;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+/// A container's environment by name: the value, when the manifests give it.
+type Environment = BTreeMap<String, Option<String>>;
+
 /// Kubernetes' default terminationGracePeriodSeconds.
 const DEFAULT_GRACE_SECS: f64 = 30.0;
 
@@ -98,12 +101,9 @@ fn pods(objects: &[Value]) -> Vec<(&Value, &Value)> {
     pods
 }
 
-/// What a container is given: its envFrom ConfigMaps, then its literal env.
-fn environment(
-    container: &Value,
-    objects: &[Value],
-    found: &mut Vec<String>,
-) -> BTreeMap<String, String> {
+/// What a container is given: its envFrom ConfigMaps, then its env (a value from elsewhere, such
+/// as a Secret, is not known here: `None`).
+fn environment(container: &Value, objects: &[Value], found: &mut Vec<String>) -> Environment {
     let mut env = BTreeMap::new();
     for source in list(&container["envFrom"]) {
         let name = &source["configMapRef"]["name"];
@@ -112,10 +112,11 @@ fn environment(
             continue;
         };
         let data = map["data"].as_object().into_iter().flatten();
-        env.extend(data.map(|(k, v)| (k.clone(), text(v))));
+        env.extend(data.map(|(k, v)| (k.clone(), Some(text(v)))));
     }
     for item in list(&container["env"]) {
-        env.insert(text(&item["name"]), text(&item["value"]));
+        let value = &item["value"];
+        env.insert(text(&item["name"]), (!value.is_null()).then(|| text(value)));
     }
     env
 }
@@ -125,7 +126,7 @@ fn environment(
 fn parse<T: FromArgMatches>(
     subcommand: &str,
     args: &[Value],
-    env: &BTreeMap<String, String>,
+    env: &Environment,
 ) -> Result<T, String> {
     let cli = Cli::command();
     let definition = cli.find_subcommand(subcommand).unwrap();
@@ -138,7 +139,9 @@ fn parse<T: FromArgMatches>(
             .get_arguments()
             .find(|a| a.get_env().is_some_and(|e| e == name.as_str()))
             .ok_or_else(|| format!("{name} is not a setting of `ml-serving {subcommand}`"))?;
-        argv.push(format!("--{}={value}", arg.get_long().unwrap()));
+        if let Some(value) = value {
+            argv.push(format!("--{}={value}", arg.get_long().unwrap()));
+        }
     }
     let matches = (definition.clone())
         .mut_args(|arg| arg.env(None::<&'static str>))
@@ -205,7 +208,8 @@ async fn problems(objects: &[Value]) -> Vec<String> {
             let args = list(&container["args"]);
             match args.first().map_or("serve".into(), text).as_str() {
                 "serve" => {
-                    if let Some(name) = env.get_mut("MODEL_NAME").filter(|n| *n == "{{.Name}}") {
+                    let model_name = env.get_mut("MODEL_NAME").and_then(Option::as_mut);
+                    if let Some(name) = model_name.filter(|n| *n == "{{.Name}}") {
                         // KServe puts the InferenceService's name there.
                         *name = of_kind(objects, "InferenceService")
                             .next()
@@ -467,6 +471,7 @@ async fn every_rendering_agrees_with_the_program() {
 const BREAKAGES: &str = r#"
 base ConfigMap /data/MODEL_BASE_PATH "/model" => MODEL_BASE_PATH is not a setting of `ml-serving serve`
 base ConfigMap /data/MAX_IN_FLIGHT "0" => MAX_IN_FLIGHT must be between 1
+base Deployment /spec/template/spec/containers/0/env [{"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}] => API_TOKEN is not a setting
 base ConfigMap /data/LOG_JSON "maybe" => --log-json=maybe
 base ConfigMap /data/DRAIN_TIMEOUT_SECS "30" => DRAIN_TIMEOUT_SECS 30
 base ConfigMap /data/PORT "9000" => not PORT 9000
