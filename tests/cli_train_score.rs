@@ -3,8 +3,7 @@
 
 mod cli_common;
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::Path;
 
 use cli_common::*;
 use ml_serving::artifact::LoadedModel;
@@ -247,26 +246,11 @@ fn library_predictions(model: &Path) -> Vec<bool> {
         .unwrap()
 }
 
-fn score_to_file(dir: &Path, model: &Path, input: &Path, flags: &[&str]) -> (Output, PathBuf) {
-    let output = dir.join("scores.csv");
-    let mut args = vec![
-        "score",
-        "--model",
-        s(model),
-        "--input",
-        s(input),
-        "--output",
-        s(&output),
-    ];
-    args.extend(flags);
-    (ml_serving(dir, &args), output)
-}
-
 #[test]
 fn score_the_bundled_csv_like_the_library() {
     let dir = tempfile::tempdir().unwrap();
     let model = trained_model(dir.path());
-    let (out, output) = score_to_file(dir.path(), &model, &bundled_csv(), &[]);
+    let (out, output) = score_with(dir.path(), &model, &bundled_csv(), &[]);
     assert_success(&out);
     assert!(stderr(&out).contains("scored 569 rows"), "{}", stderr(&out));
     let scores = read_scores(&std::fs::read_to_string(&output).unwrap());
@@ -310,7 +294,7 @@ fn score_writes_to_standard_output_without_output() {
         &["score", "--model", s(&model), "--input", s(&bundled_csv())],
     );
     assert_success(&out);
-    let (_, file) = score_to_file(dir.path(), &model, &bundled_csv(), &[]);
+    let (_, file) = score_with(dir.path(), &model, &bundled_csv(), &[]);
     assert_eq!(stdout(&out), std::fs::read_to_string(file).unwrap());
 }
 
@@ -348,7 +332,7 @@ fn score_accepts_any_column_order_and_extra_columns_and_passes_ids_through() {
     let (csv_text, ids) = reshuffled_csv();
     let input = dir.path().join("reshuffled.csv");
     std::fs::write(&input, csv_text).unwrap();
-    let (out, output) = score_to_file(dir.path(), &model, &input, &[]);
+    let (out, output) = score_with(dir.path(), &model, &input, &[]);
     assert_success(&out);
     let scores = read_scores(&std::fs::read_to_string(&output).unwrap());
     assert_eq!(scores.iter().map(|r| r.0.clone()).collect::<Vec<_>>(), ids);
@@ -371,7 +355,7 @@ fn score_without_an_id_column_numbers_the_rows() {
     lines[1..].reverse();
     let input = dir.path().join("no_id.csv");
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
-    let (out, output) = score_to_file(dir.path(), &model, &input, &[]);
+    let (out, output) = score_with(dir.path(), &model, &input, &[]);
     assert_success(&out);
     let scores = read_scores(&std::fs::read_to_string(&output).unwrap());
     let ids: Vec<String> = (1..=569).map(|i| i.to_string()).collect();
@@ -429,7 +413,7 @@ fn score_with_skip_invalid_scores_the_rest_and_reports_the_bad_row() {
         with_cell(&bundled_text(), 99, "perimeter_se", "8.5.9"),
     )
     .unwrap();
-    let (out, output) = score_to_file(dir.path(), &model, &input, &["--skip-invalid"]);
+    let (out, output) = score_with(dir.path(), &model, &input, &["--skip-invalid"]);
     assert_success(&out);
     let err = stderr(&out);
     assert!(
@@ -461,7 +445,7 @@ fn a_row_with_the_wrong_number_of_fields_is_one_invalid_row() {
         with_cell(&bundled_text(), 99, "perimeter_se", "8,59"),
     )
     .unwrap();
-    let (out, output) = score_to_file(dir.path(), &model, &input, &[]);
+    let (out, output) = score_with(dir.path(), &model, &input, &[]);
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
@@ -473,7 +457,7 @@ fn a_row_with_the_wrong_number_of_fields_is_one_invalid_row() {
         "nothing is written without --skip-invalid"
     );
 
-    let (out, output) = score_to_file(dir.path(), &model, &input, &["--skip-invalid"]);
+    let (out, output) = score_with(dir.path(), &model, &input, &["--skip-invalid"]);
     assert_success(&out);
     assert!(stderr(&out).contains("line 101"));
     let scores = read_scores(&std::fs::read_to_string(&output).unwrap());
@@ -490,7 +474,7 @@ fn score_with_missing_feature_column_fails() {
     let model = trained_model(dir.path());
     let input = dir.path().join("narrow.csv");
     std::fs::write(&input, "id,concavity_mean\n1,0.3\n").unwrap();
-    let (out, output) = score_to_file(dir.path(), &model, &input, &[]);
+    let (out, output) = score_with(dir.path(), &model, &input, &[]);
     let err = assert_failure(&out);
     assert!(
         err.contains("no column named \"concave_points_mean\""),
@@ -521,7 +505,7 @@ fn score_with_a_bad_model_fails_naming_the_file_and_the_problem() {
         if !bytes.is_empty() {
             std::fs::write(&model, bytes).unwrap();
         }
-        let (out, output) = score_to_file(dir.path(), &model, &bundled_csv(), &[]);
+        let (out, output) = score_with(dir.path(), &model, &bundled_csv(), &[]);
         let err = assert_failure(&out);
         assert!(
             err.contains(&format!("model artifact {}", model.display())),

@@ -2,81 +2,18 @@
 //! `serve` on a free loopback port, in process): the sample row, feature flags, a file,
 //! standard input, a refused value and the API key.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+mod common;
 
-use ml_serving::artifact::LoadedModel;
-use ml_serving::server::{AppState, Limits, ServedModel, app, serve};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use common::servers::Servers;
+use common::{SAMPLE, repo};
 use serde_json::Value;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ml-serving");
-/// The tutorial's sample: malignant.
-const SAMPLE: &str = r#"{"concavity_mean":0.3001,"concave_points_mean":0.1471,"perimeter_se":8.589,"area_se":153.4,"texture_worst":17.33,"area_worst":2019.0}"#;
 
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-/// A real server on 127.0.0.1:0, run by its own runtime on a background thread; stopped
-/// (and joined) on drop.
-struct Server {
-    url: String,
-    stop: CancellationToken,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(api_key: Option<&str>) -> Self {
-        let path = repo("model/model_binary.dat.gz");
-        let state = AppState::new(
-            ServedModel::new(LoadedModel::load(&path).unwrap(), None),
-            path,
-            None,
-            Limits {
-                body_bytes: 1 << 20,
-                batch_rows: 1000,
-                model_bytes: ml_serving::artifact::DEFAULT_MAX_MODEL_BYTES,
-            },
-            api_key.map(str::to_string),
-        );
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let stop = CancellationToken::new();
-        let thread = std::thread::spawn({
-            let stop = stop.clone();
-            move || {
-                runtime
-                    .block_on(serve(
-                        listener,
-                        app(state, 64, Duration::from_secs(10)),
-                        stop,
-                        ml_serving::server::ConnSettings {
-                            max_connections: 64,
-                            header_read_timeout: Duration::from_secs(5),
-                            idle_timeout: Duration::from_secs(30),
-                            max_header_bytes: 16 * 1024,
-                            drain_timeout: Duration::from_secs(5),
-                        },
-                    ))
-                    .unwrap();
-            }
-        });
-        Self {
-            url,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
+impl Servers {
     /// Runs `ml-serving predict --url <server> ARGS`, with `stdin` piped in if given.
     fn predict(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
         let mut child = Command::new(BIN)
@@ -106,15 +43,6 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -140,7 +68,7 @@ fn assert_label(out: &Output, label: &str) {
 
 #[test]
 fn the_sample_row_is_malignant() {
-    let server = Server::start(None);
+    let server = Servers::start(None);
     assert_label(&server.predict(&[], None, &[]), "M");
     // From the artifact instead of the server's OpenAPI document.
     let model = repo("model/model_binary.dat.gz");
@@ -160,7 +88,7 @@ fn the_sample_row_is_malignant() {
 
 #[test]
 fn features_from_flags() {
-    let server = Server::start(None);
+    let server = Servers::start(None);
     let out = server.predict(
         &[
             "--concavity_mean",
@@ -203,7 +131,7 @@ fn features_from_flags() {
 
 #[test]
 fn features_from_a_file_and_from_stdin() {
-    let server = Server::start(None);
+    let server = Servers::start(None);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("row.json");
     std::fs::write(&file, SAMPLE).unwrap();
@@ -217,7 +145,7 @@ fn features_from_a_file_and_from_stdin() {
 
 #[test]
 fn a_bad_value_fails_with_the_servers_message() {
-    let server = Server::start(None);
+    let server = Servers::start(None);
     let out = server.predict(
         &[
             "--concavity_mean",
@@ -262,7 +190,7 @@ fn a_bad_value_fails_with_the_servers_message() {
 
 #[test]
 fn the_api_key_is_sent() {
-    let server = Server::start(Some("s3cret"));
+    let server = Servers::start(Some("s3cret"));
     let out = server.predict(&[], None, &[]);
     assert!(!out.status.success());
     assert!(

@@ -8,6 +8,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::process::Server;
 use common::*;
 use ml_serving::dataset::DEFAULT_FEATURES as FEATURES;
 use ml_serving::server::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
@@ -18,7 +19,6 @@ use ml_serving::server::grpc::proto::model_infer_request::{
 use ml_serving::server::grpc::proto::*;
 use ml_serving::server::grpc::{GrpcSettings, InferenceService, serve};
 use proptest::prelude::*;
-use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -27,10 +27,8 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-const SAMPLE_ROW: [f64; 6] = [0.3001, 0.1471, 8.589, 153.4, 17.33, 2019.0];
-const BENIGN_ROW: [f64; 6] = [0.0, 0.0, 2.0, 20.0, 25.0, 500.0];
-
 struct Running {
+    addr: std::net::SocketAddr,
     channel: Channel,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -52,6 +50,7 @@ async fn start(setup: Setup, drain: Duration) -> Running {
         .await
         .unwrap();
     Running {
+        addr,
         channel,
         stop,
         task,
@@ -132,13 +131,6 @@ fn output<'a>(response: &'a ModelInferResponse, name: &str) -> &'a [u8] {
     &response.raw_output_contents[i]
 }
 
-fn bundled() -> Vec<[f64; 6]> {
-    bundled_rows()
-        .into_iter()
-        .map(|(row, _)| FEATURES.map(|f| row[f].as_f64().unwrap()))
-        .collect()
-}
-
 #[tokio::test]
 async fn health_and_metadata() {
     let running = start(Setup::default(), Duration::from_secs(1)).await;
@@ -215,17 +207,13 @@ async fn health_and_metadata() {
 #[tokio::test]
 async fn both_layouts_in_both_encodings_give_predicts_answers_on_every_bundled_row() {
     let app = default_app();
-    let mut expected = Vec::new();
-    for (row, _) in bundled_rows() {
-        let (_, body) = post_json(&app, "/predict", &Value::Object(row).to_string()).await;
-        expected.push(body["prediction"].as_i64().unwrap());
-    }
+    let expected = predict_answers(&app).await;
     let labels: Vec<String> = expected
         .iter()
         .map(|&p| if p == 1 { "M" } else { "B" }.to_string())
         .collect();
     let mut c = client(Setup::default()).await;
-    let rows = bundled();
+    let rows = bundled_feature_rows();
     // FP32 rounding changes no prediction on the bundled rows (checked by REST's FP32 test too).
     for mut request in [matrix(&rows), raw_columns(&rows)] {
         request.id = "req-9".into();
@@ -261,18 +249,19 @@ async fn typed_contents_of_every_integer_type() {
         .unwrap()
         .into_inner();
     let ints: Vec<i64> = BENIGN_ROW.iter().map(|&v| v as i64).collect();
+    let as_i32 = || ints.iter().map(|&v| v as i32).collect();
     for (datatype, contents) in [
         (
             "INT32",
             InferTensorContents {
-                int_contents: ints.iter().map(|&v| v as i32).collect(),
+                int_contents: as_i32(),
                 ..Default::default()
             },
         ),
         (
             "INT16",
             InferTensorContents {
-                int_contents: ints.iter().map(|&v| v as i32).collect(),
+                int_contents: as_i32(),
                 ..Default::default()
             },
         ),
@@ -318,7 +307,7 @@ async fn typed_contents_of_every_integer_type() {
     let mut request = matrix(&[BENIGN_ROW]);
     request.inputs[0].datatype = "INT8".into();
     request.inputs[0].contents = Some(InferTensorContents {
-        int_contents: ints.iter().map(|&v| v as i32).collect(),
+        int_contents: as_i32(),
         ..Default::default()
     });
     let err = c.model_infer(request).await.unwrap_err();
@@ -331,23 +320,7 @@ async fn typed_contents_of_every_integer_type() {
     );
 }
 
-/// Asserts that `request` fails with `code` and a message holding every one of `parts`.
-async fn assert_error(
-    c: &mut GrpcInferenceServiceClient<Channel>,
-    request: ModelInferRequest,
-    code: Code,
-    parts: &[&str],
-) {
-    let err = c.model_infer(request).await.unwrap_err();
-    assert_eq!(err.code(), code, "{}", err.message());
-    for part in parts {
-        assert!(
-            err.message().contains(part),
-            "{:?} lacks {part:?}",
-            err.message()
-        );
-    }
-}
+type Edit = fn(&mut ModelInferRequest);
 
 #[tokio::test]
 async fn errors_have_the_protocols_codes_and_clear_messages() {
@@ -356,18 +329,124 @@ async fn errors_have_the_protocols_codes_and_clear_messages() {
         ..Setup::default()
     })
     .await;
-    let mut r = matrix(&[SAMPLE_ROW]);
-    r.model_name = "nope".into();
-    assert_error(
-        &mut c,
-        r,
-        Code::NotFound,
-        &["Unknown model \"nope\"", "\"breast_model\""],
-    )
-    .await;
-    let mut r = matrix(&[SAMPLE_ROW]);
-    r.model_version = "2".into();
-    assert_error(&mut c, r, Code::NotFound, &["no version \"2\""]).await;
+    let invalid = Code::InvalidArgument;
+    // Each case edits a one-row request (`matrix`, or `raw_columns` where it says so).
+    let cases: [(bool, Edit, Code, &[&str]); 15] = [
+        (
+            false,
+            |r| r.model_name = "nope".into(),
+            Code::NotFound,
+            &["Unknown model \"nope\"", "\"breast_model\""],
+        ),
+        (
+            false,
+            |r| r.model_version = "2".into(),
+            Code::NotFound,
+            &["no version \"2\""],
+        ),
+        (
+            false,
+            |r| r.inputs[0].shape = vec![1, 5],
+            invalid,
+            &["shape [1, 5]", "[N, 6]"],
+        ),
+        (
+            false,
+            |r| r.inputs[0].shape = vec![-1, 6],
+            invalid,
+            &["negative dimension"],
+        ),
+        (
+            false,
+            |r| r.inputs[0].datatype = "BYTES".into(),
+            invalid,
+            &["datatype \"BYTES\""],
+        ),
+        (
+            false,
+            |r| r.inputs[0].datatype = "FP32".into(),
+            invalid,
+            &["datatype FP32 but its data is in fp64_contents"],
+        ),
+        (
+            false,
+            |r| *r = matrix(&[SAMPLE_ROW; 11]),
+            invalid,
+            &["Too many rows", "11 rows", "at most 10"],
+        ),
+        (
+            false,
+            |r| {
+                r.inputs[0].contents.as_mut().unwrap().fp64_contents.pop();
+            },
+            invalid,
+            &["holds 6 elements, but fp64_contents has 5"],
+        ),
+        (
+            false,
+            |r| r.inputs[0].contents.as_mut().unwrap().fp64_contents[3] = -1.0,
+            invalid,
+            &["column 3 (area_se) is -1"],
+        ),
+        (
+            false,
+            |r| r.inputs[0].contents = None,
+            invalid,
+            &["has no contents"],
+        ),
+        (
+            true,
+            |r| {
+                r.raw_input_contents.pop();
+            },
+            invalid,
+            &["raw_input_contents has 5 entries but there are 6 inputs"],
+        ),
+        (
+            true,
+            |r| r.raw_input_contents[2].push(0),
+            invalid,
+            &[
+                "\"perimeter_se\"",
+                "takes 4 bytes, but its binary data has 5",
+            ],
+        ),
+        (
+            true,
+            |r| r.inputs[0].contents = Some(contents_fp64(vec![1.0])),
+            invalid,
+            &["use one or the other"],
+        ),
+        (
+            false,
+            |r| {
+                r.outputs = vec![InferRequestedOutputTensor {
+                    name: "proba".into(),
+                    parameters: Default::default(),
+                }]
+            },
+            invalid,
+            &["unknown output \"proba\""],
+        ),
+        (false, |r| r.inputs.clear(), invalid, &["no inputs"]),
+    ];
+    for (raw, edit, code, parts) in cases {
+        let mut request = if raw {
+            raw_columns(&[SAMPLE_ROW])
+        } else {
+            matrix(&[SAMPLE_ROW])
+        };
+        edit(&mut request);
+        let err = c.model_infer(request).await.unwrap_err();
+        assert_eq!(err.code(), code, "{}", err.message());
+        for part in parts {
+            assert!(
+                err.message().contains(part),
+                "{:?} lacks {part:?}",
+                err.message()
+            );
+        }
+    }
     let err = c
         .model_metadata(ModelMetadataRequest {
             name: "nope".into(),
@@ -384,98 +463,6 @@ async fn errors_have_the_protocols_codes_and_clear_messages() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-
-    let mut r = matrix(&[SAMPLE_ROW]);
-    r.inputs[0].shape = vec![1, 5];
-    assert_error(
-        &mut c,
-        r,
-        Code::InvalidArgument,
-        &["shape [1, 5]", "[N, 6]"],
-    )
-    .await;
-    let mut r = matrix(&[SAMPLE_ROW]);
-    r.inputs[0].shape = vec![-1, 6];
-    assert_error(&mut c, r, Code::InvalidArgument, &["negative dimension"]).await;
-    let mut r = matrix(&[SAMPLE_ROW]);
-    r.inputs[0].datatype = "BYTES".into();
-    assert_error(&mut c, r, Code::InvalidArgument, &["datatype \"BYTES\""]).await;
-    let mut r = matrix(&[SAMPLE_ROW]);
-    r.inputs[0].datatype = "FP32".into();
-    assert_error(
-        &mut c,
-        r,
-        Code::InvalidArgument,
-        &["datatype FP32 but its data is in fp64_contents"],
-    )
-    .await;
-    assert_error(
-        &mut c,
-        matrix(&[SAMPLE_ROW; 11]),
-        Code::InvalidArgument,
-        &["Too many rows", "11 rows", "at most 10"],
-    )
-    .await;
-    let mut r = matrix(&[SAMPLE_ROW]);
-    r.inputs[0].contents.as_mut().unwrap().fp64_contents.pop();
-    assert_error(
-        &mut c,
-        r,
-        Code::InvalidArgument,
-        &["holds 6 elements, but fp64_contents has 5"],
-    )
-    .await;
-    let mut r = matrix(&[SAMPLE_ROW]);
-    r.inputs[0].contents.as_mut().unwrap().fp64_contents[3] = -1.0;
-    assert_error(
-        &mut c,
-        r,
-        Code::InvalidArgument,
-        &["column 3 (area_se) is -1"],
-    )
-    .await;
-    let mut r = matrix(&[SAMPLE_ROW]);
-    r.inputs[0].contents = None;
-    assert_error(&mut c, r, Code::InvalidArgument, &["has no contents"]).await;
-    let mut r = raw_columns(&[SAMPLE_ROW]);
-    r.raw_input_contents.pop();
-    assert_error(
-        &mut c,
-        r,
-        Code::InvalidArgument,
-        &["raw_input_contents has 5 entries but there are 6 inputs"],
-    )
-    .await;
-    let mut r = raw_columns(&[SAMPLE_ROW]);
-    r.raw_input_contents[2].push(0);
-    assert_error(
-        &mut c,
-        r,
-        Code::InvalidArgument,
-        &[
-            "\"perimeter_se\"",
-            "takes 4 bytes, but its binary data has 5",
-        ],
-    )
-    .await;
-    let mut r = raw_columns(&[SAMPLE_ROW]);
-    r.inputs[0].contents = Some(contents_fp64(vec![1.0]));
-    assert_error(&mut c, r, Code::InvalidArgument, &["use one or the other"]).await;
-    let mut r = matrix(&[SAMPLE_ROW]);
-    r.outputs = vec![InferRequestedOutputTensor {
-        name: "proba".into(),
-        parameters: Default::default(),
-    }];
-    assert_error(
-        &mut c,
-        r,
-        Code::InvalidArgument,
-        &["unknown output \"proba\""],
-    )
-    .await;
-    let mut r = matrix(&[SAMPLE_ROW]);
-    r.inputs.clear();
-    assert_error(&mut c, r, Code::InvalidArgument, &["no inputs"]).await;
 }
 
 #[tokio::test]
@@ -558,32 +545,13 @@ async fn raw_call(addr: std::net::SocketAddr, timeout: &str, stall: bool) -> (St
 
 #[tokio::test]
 async fn a_call_past_the_clients_deadline_is_deadline_exceeded() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let running = {
-        let stop = CancellationToken::new();
-        let settings = GrpcSettings {
-            slots: ml_serving::server::Slots::new(8),
-            request_timeout: Duration::from_secs(60),
-            connections: common::conn_settings(Duration::from_secs(1)),
-        };
-        let task = tokio::spawn(serve(
-            listener,
-            Setup::default().state(),
-            settings,
-            stop.clone(),
-        ));
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        Running {
-            channel,
-            stop,
-            task,
-        }
+    let setup = Setup {
+        max_in_flight: 8,
+        timeout: Duration::from_secs(60),
+        ..Setup::default()
     };
+    let running = start(setup, Duration::from_secs(1)).await;
+    let addr = running.addr;
     let deadline_exceeded = (Code::DeadlineExceeded as i32).to_string();
     // The deadline has passed by the time the call is handled.
     let (code, message) = raw_call(addr, "1n", false).await;
@@ -652,20 +620,11 @@ async fn a_message_over_the_body_limit_is_refused() {
     assert!(err.message().contains("4096"), "{}", err.message());
 }
 
-fn metric_value(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && labels.iter().all(|p| l.contains(p)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test]
 async fn calls_are_counted_by_method_and_code() {
     let mut c = client(Setup::default()).await;
-    let handle = ml_serving::telemetry::metrics_handle();
     let count = |code: &str| {
-        metric_value(
-            &handle.render(),
+        metric(
             "grpc_requests_total",
             &["method=\"ModelInfer\"", &format!("code=\"{code}\"")],
         )
@@ -777,42 +736,15 @@ proptest! {
 
 #[tokio::test]
 async fn the_binary_serves_grpc_on_grpc_port_and_drains_it_on_sigterm() {
-    let port = free_port();
-    /// Kills the server if the test fails before it exits.
-    struct Guard(std::process::Child);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_ml-serving"))
-        .arg("serve")
-        .env("MODEL_PATH", bundled_model_path())
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("GRPC_PORT", port.to_string())
-        .env_remove("API_KEY")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
+    let port = free_port().to_string();
+    let mut server = Server::start(&bundled_model_path(), &[("GRPC_PORT", &port)]);
+    let addr = server.logged_address("gRPC listening");
+    assert_eq!(addr.port().to_string(), port);
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
         .unwrap();
-    let mut child = Guard(child);
-    let endpoint = Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap();
-    let started = std::time::Instant::now();
-    let channel = loop {
-        match endpoint.connect().await {
-            Ok(channel) => break channel,
-            Err(e) => {
-                assert!(
-                    started.elapsed() < Duration::from_secs(30),
-                    "no gRPC server: {e}"
-                );
-                assert!(child.0.try_wait().unwrap().is_none(), "the server exited");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
     let mut c = GrpcInferenceServiceClient::new(channel.clone());
     let answer = c
         .model_infer(matrix(&[SAMPLE_ROW, BENIGN_ROW]))
@@ -830,26 +762,10 @@ async fn the_binary_serves_grpc_on_grpc_port_and_drains_it_on_sigterm() {
         .into_inner()
         .status;
     assert_eq!(status, ServingStatus::Serving as i32);
-    let pid = child.0.id().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let exit = tokio::task::spawn_blocking(move || {
-        let started = std::time::Instant::now();
-        loop {
-            if let Some(exit) = child.0.try_wait().unwrap() {
-                return Some(exit);
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    })
-    .await
-    .unwrap()
-    .expect("the server exits after draining");
+    server.signal("TERM");
+    let (exit, _) = tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .expect("the server exits after draining");
     assert!(exit.success(), "{exit:?}");
 }

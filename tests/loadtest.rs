@@ -2,7 +2,8 @@
 //! request waited behind a stalled one, it stops on time, and errors are counted as errors.
 //! Every server here is a tiny axum app on 127.0.0.1:0 started by the test itself.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,6 +40,11 @@ fn config(url: &str, path: &str) -> LoadConfig {
     LoadConfig::new(url, path)
 }
 
+/// Runs a load to its end (no Ctrl-C).
+async fn load(config: LoadConfig) -> Report {
+    run_load(&config, CancellationToken::new()).await.unwrap()
+}
+
 fn status(report: &Report, code: u16) -> u64 {
     report.statuses.get(&code).copied().unwrap_or(0)
 }
@@ -68,23 +74,19 @@ fn counting_app(counts: Arc<Counts>) -> Router {
 async fn closed_loop_counts_are_exact() {
     let counts = Arc::new(Counts::default());
     let url = start(counting_app(counts.clone())).await;
-    let report = run_load(
-        &LoadConfig {
-            method: Method::POST,
-            bodies: vec![
-                Bytes::from_static(b"a"),
-                Bytes::from_static(b"b"),
-                Bytes::from_static(b"c"),
-            ],
-            concurrency: 8,
-            requests: Some(999),
-            duration: Some(Duration::from_secs(60)),
-            ..config(&url, "/count")
-        },
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let report = load(LoadConfig {
+        method: Method::POST,
+        bodies: vec![
+            Bytes::from_static(b"a"),
+            Bytes::from_static(b"b"),
+            Bytes::from_static(b"c"),
+        ],
+        concurrency: 8,
+        requests: Some(999),
+        duration: Some(Duration::from_secs(60)),
+        ..config(&url, "/count")
+    })
+    .await;
     assert_eq!(counts.requests.load(Ordering::SeqCst), 999);
     assert_eq!(
         (report.sent, report.answered(), status(&report, 200)),
@@ -109,19 +111,15 @@ async fn closed_loop_counts_are_exact() {
 async fn open_loop_counts_are_exact() {
     let counts = Arc::new(Counts::default());
     let url = start(counting_app(counts.clone())).await;
-    let report = run_load(
-        &LoadConfig {
-            method: Method::POST,
-            bodies: vec![Bytes::from_static(b"x")],
-            concurrency: 4,
-            rate: Some(2000.0),
-            requests: Some(500),
-            ..config(&url, "/count")
-        },
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let report = load(LoadConfig {
+        method: Method::POST,
+        bodies: vec![Bytes::from_static(b"x")],
+        concurrency: 4,
+        rate: Some(2000.0),
+        requests: Some(500),
+        ..config(&url, "/count")
+    })
+    .await;
     assert_eq!(counts.requests.load(Ordering::SeqCst), 500);
     assert_eq!(
         (report.sent, status(&report, 200), report.missed),
@@ -163,18 +161,14 @@ async fn open_loop_latency_includes_the_wait_behind_a_stall() {
     let stall = Arc::new(Stall::default());
     let url = start(stalling_app(stall.clone())).await;
     let interval = Duration::from_millis(5);
-    let report = run_load(
-        &LoadConfig {
-            concurrency: 1,
-            rate: Some(1.0 / interval.as_secs_f64()),
-            requests: Some(100),
-            trace: true,
-            ..config(&url, "/")
-        },
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let report = load(LoadConfig {
+        concurrency: 1,
+        rate: Some(1.0 / interval.as_secs_f64()),
+        requests: Some(100),
+        trace: true,
+        ..config(&url, "/")
+    })
+    .await;
     assert_eq!((report.sent, status(&report, 200)), (100, 100));
     let (began, ended) = stall.window.lock().unwrap().expect("the server stalled");
 
@@ -219,16 +213,12 @@ async fn closed_loop_sees_the_stall_once_as_it_should() {
     // would have been due during the stall are simply not sent, so one latency is long.
     let stall = Arc::new(Stall::default());
     let url = start(stalling_app(stall.clone())).await;
-    let report = run_load(
-        &LoadConfig {
-            concurrency: 1,
-            requests: Some(100),
-            ..config(&url, "/")
-        },
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let report = load(LoadConfig {
+        concurrency: 1,
+        requests: Some(100),
+        ..config(&url, "/")
+    })
+    .await;
     assert_eq!(status(&report, 200), 100);
     assert!(report.latency.max() >= STALL.as_micros() as u64);
     assert!(report.latency.count_between(50_000, u64::MAX) <= 3);
@@ -249,18 +239,14 @@ async fn stops_on_time_against_a_slow_server() {
     let url = start(slow_app()).await;
     for rate in [None, Some(100.0)] {
         let began = Instant::now();
-        let report = run_load(
-            &LoadConfig {
-                concurrency: 4,
-                rate,
-                duration: Some(Duration::from_secs(1)),
-                timeout: Duration::from_secs(60),
-                ..config(&url, "/slow")
-            },
-            CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+        let report = load(LoadConfig {
+            concurrency: 4,
+            rate,
+            duration: Some(Duration::from_secs(1)),
+            timeout: Duration::from_secs(60),
+            ..config(&url, "/slow")
+        })
+        .await;
         let took = began.elapsed();
         assert!(
             took < Duration::from_millis(1500),
@@ -352,16 +338,12 @@ async fn error_answers_are_errors() {
         }),
     );
     let url = start(app).await;
-    let report = run_load(
-        &LoadConfig {
-            concurrency: 3,
-            requests: Some(400),
-            ..config(&url, "/flaky")
-        },
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let report = load(LoadConfig {
+        concurrency: 3,
+        requests: Some(400),
+        ..config(&url, "/flaky")
+    })
+    .await;
     assert_eq!((status(&report, 200), status(&report, 500)), (300, 100));
     assert_eq!((report.errors(), report.transport_errors), (100, 0));
     assert_eq!(report.error_rate(), Some(0.25));
@@ -395,16 +377,12 @@ async fn error_answers_are_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_connections_are_transport_errors() {
     let url = closed_port_url().await;
-    let report = run_load(
-        &LoadConfig {
-            concurrency: 2,
-            requests: Some(50),
-            ..config(&url, "/")
-        },
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let report = load(LoadConfig {
+        concurrency: 2,
+        requests: Some(50),
+        ..config(&url, "/")
+    })
+    .await;
     assert_eq!(
         (report.sent, report.transport_errors, report.answered()),
         (50, 50, 0)
@@ -430,16 +408,12 @@ async fn connections_closed_without_an_answer_are_transport_errors() {
             });
         }
     });
-    let report = run_load(
-        &LoadConfig {
-            concurrency: 2,
-            requests: Some(30),
-            ..config(&url, "/")
-        },
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let report = load(LoadConfig {
+        concurrency: 2,
+        requests: Some(30),
+        ..config(&url, "/")
+    })
+    .await;
     assert_eq!(
         (report.sent, report.transport_errors, report.answered()),
         (30, 30, 0)
@@ -449,17 +423,13 @@ async fn connections_closed_without_an_answer_are_transport_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_are_transport_errors() {
     let url = start(slow_app()).await;
-    let report = run_load(
-        &LoadConfig {
-            concurrency: 2,
-            requests: Some(4),
-            timeout: Duration::from_millis(100),
-            ..config(&url, "/slow")
-        },
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let report = load(LoadConfig {
+        concurrency: 2,
+        requests: Some(4),
+        timeout: Duration::from_millis(100),
+        ..config(&url, "/slow")
+    })
+    .await;
     assert_eq!((report.transport_errors, report.answered()), (4, 0));
     assert!(
         report
@@ -469,27 +439,14 @@ async fn timeouts_are_transport_errors() {
     );
 }
 
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
 /// The real server in process, on a free port.
 async fn start_model_server() -> String {
-    use ml_serving::artifact::LoadedModel;
-    use ml_serving::server::{AppState, Limits, ServedModel, app};
-    let path = repo("model/model_binary.dat.gz");
-    let state = AppState::new(
-        ServedModel::new(LoadedModel::load(&path).unwrap(), None),
-        path,
-        None,
-        Limits {
-            body_bytes: 1 << 20,
-            batch_rows: 1000,
-            model_bytes: ml_serving::artifact::DEFAULT_MAX_MODEL_BYTES,
-        },
-        None,
-    );
-    start(app(state, 512, Duration::from_secs(10))).await
+    let (_, app) = common::Setup {
+        max_in_flight: 512,
+        ..common::Setup::default()
+    }
+    .app();
+    start(app).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -507,7 +464,7 @@ async fn the_command_drives_the_real_server() {
         })
     };
     let strings = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let csv = repo("data/breast_cancer.csv").display().to_string();
+    let csv = common::repo("data/breast_cancer.csv").display().to_string();
     // The sample row from the server, rows of the bundled CSV, and GET /health.
     for extra in [
         strings(&[]),

@@ -28,6 +28,24 @@ fn graph(model: &mut proto::ModelProto) -> &mut proto::GraphProto {
     model.graph.as_mut().unwrap()
 }
 
+/// The tree fixture with its TreeEnsembleClassifier node edited.
+fn tree_with(edit: impl FnOnce(&mut proto::NodeProto)) -> proto::ModelProto {
+    let mut m = decode("tree_cancer_nozipmap");
+    edit(&mut graph(&mut m).node[0]);
+    m
+}
+
+/// The integer list of a node's attribute.
+fn tree_ints<'a>(node: &'a mut proto::NodeProto, name: &str) -> &'a mut Vec<i64> {
+    let attribute = node
+        .attribute
+        .iter_mut()
+        .find(|a| a.name.as_deref() == Some(name));
+    &mut attribute
+        .unwrap_or_else(|| panic!("no attribute {name}"))
+        .ints
+}
+
 fn input_type(model: &mut proto::ModelProto) -> &mut proto::type_proto::Tensor {
     match graph(model).input[0]
         .r#type
@@ -214,14 +232,7 @@ fn truncated_files_are_refused_without_panicking() {
 
 #[test]
 fn a_broken_tree_is_refused_naming_the_node() {
-    let mut m = decode("tree_cancer_nozipmap");
-    let node = &mut graph(&mut m).node[0];
-    let trues = node
-        .attribute
-        .iter_mut()
-        .find(|a| a.name.as_deref() == Some("nodes_truenodeids"))
-        .unwrap();
-    trues.ints[0] = 9999;
+    let m = tree_with(|node| tree_ints(node, "nodes_truenodeids")[0] = 9999);
     let err = load(&m).unwrap_err();
     assert!(
         matches!(&err, OnnxError::InvalidNode { op, problem, .. } if op == "TreeEnsembleClassifier" && problem.contains("9999")),
@@ -229,14 +240,7 @@ fn a_broken_tree_is_refused_naming_the_node() {
     );
 
     // A cycle: the root's true child is the root itself.
-    let mut m = decode("tree_cancer_nozipmap");
-    let node = &mut graph(&mut m).node[0];
-    let trues = node
-        .attribute
-        .iter_mut()
-        .find(|a| a.name.as_deref() == Some("nodes_truenodeids"))
-        .unwrap();
-    trues.ints[0] = 0;
+    let m = tree_with(|node| tree_ints(node, "nodes_truenodeids")[0] = 0);
     let err = load(&m).unwrap_err();
     assert!(
         matches!(&err, OnnxError::InvalidNode { problem, .. } if problem.contains("root")),
@@ -244,14 +248,7 @@ fn a_broken_tree_is_refused_naming_the_node() {
     );
 
     // A branch whose two children are the same node (its old false child is left orphaned).
-    let mut m = decode("tree_cancer_nozipmap");
-    let node = &mut graph(&mut m).node[0];
-    let falses = node
-        .attribute
-        .iter_mut()
-        .find(|a| a.name.as_deref() == Some("nodes_falsenodeids"))
-        .unwrap();
-    falses.ints[0] = 1;
+    let m = tree_with(|node| tree_ints(node, "nodes_falsenodeids")[0] = 1);
     let err = load(&m).unwrap_err();
     assert!(
         matches!(&err, OnnxError::InvalidNode { problem, .. } if problem.contains("tree 0")),
@@ -261,14 +258,7 @@ fn a_broken_tree_is_refused_naming_the_node() {
 
 #[test]
 fn a_tree_reading_a_feature_the_input_lacks_fails_at_load_not_at_predict() {
-    let mut m = decode("tree_cancer_nozipmap");
-    let node = &mut graph(&mut m).node[0];
-    let features = node
-        .attribute
-        .iter_mut()
-        .find(|a| a.name.as_deref() == Some("nodes_featureids"))
-        .unwrap();
-    features.ints[0] = 30;
+    let m = tree_with(|node| tree_ints(node, "nodes_featureids")[0] = 30);
     let err = load(&m).unwrap_err();
     assert!(
         matches!(&err, OnnxError::Eval { problem, .. } if problem.contains("feature 30")),

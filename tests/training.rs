@@ -1,10 +1,13 @@
 //! Integration tests of the training library: the bundled data, training quality, determinism,
 //! saving and loading the artifact, and the errors for bad CSVs and bad artifacts.
 
+mod cli_common;
+
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use cli_common::{bundled_csv, bundled_text, entries, with_cell};
 use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
@@ -14,10 +17,6 @@ use ml_serving::train::{TrainArgs, TrainReport, train};
 use proptest::prelude::*;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-
-fn bundled_csv() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/breast_cancer.csv")
-}
 
 /// The default training, reading the bundled data by absolute path (the artifact records only
 /// the file name, so this is the same artifact as `ml-serving train` makes).
@@ -355,15 +354,6 @@ fn the_short_cut_vote_equals_the_full_vote_on_every_row() {
     );
 }
 
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn a_failed_save_leaves_the_old_file_and_no_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -403,23 +393,8 @@ fn a_failed_save_leaves_the_old_file_and_no_temporary_file() {
 // 5. Bad CSVs
 // ---------------------------------------------------------------------------------------------
 
-/// `text` (a CSV) with one cell replaced (`row` counts data rows from 0).
-fn with_cell(text: &str, row: usize, column: &str, value: &str) -> String {
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    let col = lines[0].split(',').position(|h| h == column).unwrap();
-    let mut cells: Vec<&str> = lines[row + 1].split(',').collect();
-    cells[col] = value;
-    lines[row + 1] = cells.join(",");
-    lines.join("\n") + "\n"
-}
-
 fn bundled_with_cell(row: usize, column: &str, value: &str) -> String {
-    with_cell(
-        &std::fs::read_to_string(bundled_csv()).unwrap(),
-        row,
-        column,
-        value,
-    )
+    with_cell(&bundled_text(), row, column, value)
 }
 
 /// Trains on `csv` (written to a temp file) with `edit` applied to the default args; returns
@@ -463,7 +438,7 @@ fn an_empty_csv_is_an_error() {
 
 #[test]
 fn a_csv_with_only_a_header_is_an_error() {
-    let text = std::fs::read_to_string(bundled_csv()).unwrap();
+    let text = bundled_text();
     let header = text.lines().next().unwrap();
     let (msg, err) = train_error(&format!("{header}\n"), |_| {});
     assert!(
@@ -475,7 +450,7 @@ fn a_csv_with_only_a_header_is_an_error() {
 
 #[test]
 fn a_missing_feature_column_is_named() {
-    let (msg, err) = train_error(&std::fs::read_to_string(bundled_csv()).unwrap(), |a| {
+    let (msg, err) = train_error(&bundled_text(), |a| {
         a.features.push("no_such_column".to_string());
     });
     assert!(
@@ -487,7 +462,7 @@ fn a_missing_feature_column_is_named() {
 
 #[test]
 fn a_missing_target_column_is_named() {
-    let (msg, _) = train_error(&std::fs::read_to_string(bundled_csv()).unwrap(), |a| {
+    let (msg, _) = train_error(&bundled_text(), |a| {
         a.target = "outcome".to_string();
     });
     assert!(msg.contains("no column named \"outcome\""), "{msg}");
@@ -531,7 +506,7 @@ fn a_non_numeric_cell_in_an_unused_column_is_ignored() {
 
 #[test]
 fn a_single_class_is_an_error() {
-    let text = std::fs::read_to_string(bundled_csv()).unwrap();
+    let text = bundled_text();
     let only_m: Vec<&str> = text
         .lines()
         .enumerate()
@@ -550,7 +525,7 @@ fn a_single_class_is_an_error() {
 
 #[test]
 fn an_unknown_positive_class_is_an_error() {
-    let (msg, err) = train_error(&std::fs::read_to_string(bundled_csv()).unwrap(), |a| {
+    let (msg, err) = train_error(&bundled_text(), |a| {
         a.positive = "malignant".to_string();
     });
     assert!(
@@ -565,7 +540,7 @@ fn an_unknown_positive_class_is_an_error() {
 
 #[test]
 fn too_few_rows_for_the_split_is_an_error() {
-    let text = std::fs::read_to_string(bundled_csv()).unwrap();
+    let text = bundled_text();
     let lines: Vec<&str> = text.lines().collect();
     // Line 1 is M, the first B is further down: one row of each class.
     let first_b = lines

@@ -7,7 +7,6 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -20,8 +19,6 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 const INFER: &str = "/v2/models/breast_model/infer";
-const SAMPLE_ROW: [f64; 6] = [0.3001, 0.1471, 8.589, 153.4, 17.33, 2019.0];
-const BENIGN_ROW: [f64; 6] = [0.0, 0.0, 2.0, 20.0, 25.0, 500.0];
 
 /// A raw answer: status, headers and body bytes.
 struct Answer {
@@ -195,24 +192,6 @@ fn binary_columns(rows: &[[f64; 6]], datatype: &str) -> (Value, Vec<Vec<u8>>) {
     (json!({ "inputs": inputs }), tensors)
 }
 
-fn bundled() -> Vec<[f64; 6]> {
-    bundled_rows()
-        .into_iter()
-        .map(|(row, _)| FEATURES.map(|f| row[f].as_f64().unwrap()))
-        .collect()
-}
-
-/// `/predict`'s answer for every bundled row.
-async fn predict_answers(app: &Router) -> Vec<i64> {
-    let mut expected = Vec::new();
-    for (row, _) in bundled_rows() {
-        let (status, body) = post_json(app, "/predict", &Value::Object(row).to_string()).await;
-        assert_eq!(status, StatusCode::OK);
-        expected.push(body["prediction"].as_i64().unwrap());
-    }
-    expected
-}
-
 fn ints(values: &[Value]) -> Vec<i64> {
     values.iter().map(|v| v.as_i64().unwrap()).collect()
 }
@@ -222,7 +201,7 @@ fn ints(values: &[Value]) -> Vec<i64> {
 #[tokio::test]
 async fn binary_inputs_in_both_layouts_give_predicts_answers_on_every_bundled_row() {
     let app = default_app();
-    let rows = bundled();
+    let rows = bundled_feature_rows();
     let expected = predict_answers(&app).await;
     let labels: Vec<Value> = expected
         .iter()
@@ -666,7 +645,7 @@ async fn a_body_that_inflates_past_the_limit_is_413() {
 #[tokio::test]
 async fn answers_are_gzipped_when_the_client_accepts_it() {
     let app = default_app();
-    let rows = bundled();
+    let rows = bundled_feature_rows();
     let (mut header, tensors) = binary_matrix(&rows, "FP64");
     header["parameters"] = json!({"binary_data_output": true});
     let (mut headers, body) = binary_body(&header, &tensors);
@@ -702,21 +681,7 @@ async fn the_openapi_schema_requires_an_input() {
 // ------------------------------------------------------------------ property tests
 
 fn check(headers: Vec<(&'static str, String)>, body: Vec<u8>) -> Result<(), TestCaseError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (_, app) = Setup {
-        body_bytes: 4096,
-        batch_rows: 8,
-        ..Setup::default()
-    }
-    .app();
-    let answer = runtime
-        .block_on(async {
-            tokio::time::timeout(Duration::from_secs(5), send(&app, &headers, body)).await
-        })
-        .map_err(|_| TestCaseError::fail("the infer route hung"))?;
+    let answer = with_small_app(|app| async move { send(&app, &headers, body).await })?;
     prop_assert!(
         [
             StatusCode::OK,

@@ -110,12 +110,16 @@ pub fn bundled_model() -> PathBuf {
 
 /// `ml-serving score` of `input` with the bundled model into `dir/scores.csv`.
 pub fn score_file(dir: &Path, input: &Path, flags: &[&str]) -> (Output, PathBuf) {
+    score_with(dir, &bundled_model(), input, flags)
+}
+
+/// `ml-serving score` of `input` with `model` into `dir/scores.csv`.
+pub fn score_with(dir: &Path, model: &Path, input: &Path, flags: &[&str]) -> (Output, PathBuf) {
     let output = dir.join("scores.csv");
-    let model = bundled_model();
     let mut args = vec![
         "score",
         "--model-path",
-        s(&model),
+        s(model),
         "--input",
         s(input),
         "--output",

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod servers;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,6 +15,12 @@ use ml_serving::server::{AppState, Limits, ServedModel, app};
 use serde_json::Value;
 use tower::ServiceExt;
 
+/// The tutorial's sample (malignant), in the model's feature order (`DEFAULT_FEATURES`).
+pub const SAMPLE_ROW: [f64; 6] = [0.3001, 0.1471, 8.589, 153.4, 17.33, 2019.0];
+/// A benign row, in feature order.
+pub const BENIGN_ROW: [f64; 6] = [0.0, 0.0, 2.0, 20.0, 25.0, 500.0];
+
+/// The tutorial's sample as a `/predict` body.
 pub const SAMPLE: &str = r#"{"concavity_mean":0.3001,"concave_points_mean":0.1471,"perimeter_se":8.589,"area_se":153.4,"texture_worst":17.33,"area_worst":2019.0}"#;
 
 pub fn repo(path: &str) -> PathBuf {
@@ -152,6 +159,25 @@ pub fn bundled_rows() -> Vec<(serde_json::Map<String, Value>, String)> {
         .collect()
 }
 
+/// The bundled rows' features, in feature order.
+pub fn bundled_feature_rows() -> Vec<[f64; 6]> {
+    bundled_rows()
+        .into_iter()
+        .map(|(row, _)| ml_serving::dataset::DEFAULT_FEATURES.map(|f| row[f].as_f64().unwrap()))
+        .collect()
+}
+
+/// `/predict`'s answer for every bundled row, in order.
+pub async fn predict_answers(app: &Router) -> Vec<i64> {
+    let mut answers = Vec::new();
+    for (row, _) in bundled_rows() {
+        let (status, body) = post_json(app, "/predict", &Value::Object(row).to_string()).await;
+        assert_eq!(status, StatusCode::OK);
+        answers.push(body["prediction"].as_i64().unwrap());
+    }
+    answers
+}
+
 /// A free loopback port (bound, then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -218,3 +244,81 @@ pub fn hold_predict_in_flight(app: &Router) -> (BodySender, RequestTask) {
         .unwrap();
     (tx, tokio::spawn(app.clone().oneshot(held)))
 }
+
+/// Sends `uri` a POST whose JSON body never arrives and returns the answer, which the server must
+/// give by itself (its request timeout) within 5 seconds.
+pub async fn answer_to_a_stalled_body(app: &Router, uri: &str) -> (StatusCode, Value) {
+    let (_tx, body) = stalled_body();
+    let req = Request::post(uri)
+        .header("content-type", "application/json")
+        .body(body)
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(5), app.clone().oneshot(req))
+        .await
+        .expect("the server answers by itself")
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+/// The value of a metric in this process's recorder: the series named `name` that carry every
+/// one of `labels` (`key="value"`), summed; 0 when there is none.
+pub fn metric(name: &str, labels: &[&str]) -> f64 {
+    ml_serving::telemetry::metrics_handle()
+        .render()
+        .lines()
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// For property tests: runs `requests` against a small app (4096-byte bodies, 8-row batches) on
+/// a runtime of its own; taking longer than 5 seconds fails the case as a hang.
+pub fn with_small_app<T, F: std::future::Future<Output = T>>(
+    requests: impl FnOnce(Router) -> F,
+) -> Result<T, proptest::test_runner::TestCaseError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_, app) = Setup {
+        body_bytes: 4096,
+        batch_rows: 8,
+        ..Setup::default()
+    }
+    .app();
+    runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(5), requests(app)).await })
+        .map_err(|_| proptest::test_runner::TestCaseError::fail("the server hung"))
+}
+
+/// The property tests every JSON route gets, each body handed to `$check` (a
+/// `fn(Vec<u8>) -> Result<(), TestCaseError>`): arbitrary bytes, arbitrary JSON drawn from the
+/// strategy `$json`, and JSON-like text; 256 cases each.
+#[allow(unused_macros)]
+macro_rules! json_route_properties {
+    ($check:ident, $json:expr) => {
+        proptest::proptest! {
+            #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn arbitrary_bytes(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+                $check(body)?;
+            }
+
+            #[test]
+            fn arbitrary_json(value in $json) {
+                $check(serde_json::to_vec(&value).unwrap())?;
+            }
+
+            #[test]
+            fn json_like_text(body in r#"[\[\]{}",:0-9eE.+\- a-z_]{0,200}"#) {
+                $check(body.into_bytes())?;
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use json_route_properties;

@@ -91,6 +91,20 @@ impl Server {
         None
     }
 
+    /// The address logged with `message` (such as `"gRPC listening"`), waiting up to 20 s for it.
+    pub fn logged_address(&self, message: &str) -> SocketAddr {
+        let mut found = None;
+        eventually(Duration::from_secs(20), || {
+            found = self.logs.lock().unwrap().iter().find_map(|line| {
+                let v: Value = serde_json::from_str(line).ok()?;
+                let fields = &v["fields"];
+                (fields["message"] == message).then_some(fields["address"].as_str()?.parse().ok()?)
+            });
+            found.is_some()
+        });
+        found.unwrap_or_else(|| panic!("no {message:?} in the logs: {}", self.logs()))
+    }
+
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().join("\n")
     }
