@@ -830,3 +830,81 @@ async fn the_example_repository_of_the_docs_serves_both_models() {
         500
     );
 }
+
+#[tokio::test]
+async fn grpc_serves_every_model_and_version_of_the_repository() {
+    use ml_serving::server::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+    use ml_serving::server::grpc::proto::model_infer_request::InferInputTensor;
+    use ml_serving::server::grpc::proto::*;
+    let dir = tempfile::tempdir().unwrap();
+    three_models(dir.path());
+    let (state, _) = serve(settings(dir.path(), Some("cancer")), false, None);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let grpc = ml_serving::server::grpc::GrpcSettings {
+        slots: ml_serving::server::Slots::new(8),
+        request_timeout: Duration::from_secs(10),
+        connections: common::conn_settings(Duration::from_secs(1)),
+    };
+    let task = tokio::spawn(ml_serving::server::grpc::serve(
+        listener,
+        state,
+        grpc,
+        stop.clone(),
+    ));
+    let mut client = GrpcInferenceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let request = |model: &str, version: &str, row: Vec<f64>| ModelInferRequest {
+        model_name: model.into(),
+        model_version: version.into(),
+        inputs: vec![InferInputTensor {
+            name: "input-0".into(),
+            datatype: "FP64".into(),
+            shape: vec![1, row.len() as i64],
+            contents: Some(InferTensorContents {
+                fp64_contents: row,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let answer = client
+        .model_infer(request("other", "", vec![17.99, 10.38, 2019.0]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (answer.model_name.as_str(), answer.model_version.as_str()),
+        ("other", "1")
+    );
+    let answer = client
+        .model_infer(request(
+            "cancer",
+            "1",
+            vec![0.3001, 0.1471, 8.589, 153.4, 17.33, 2019.0],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.model_version, "1");
+    let err = client
+        .model_infer(request("cancer", "9", vec![0.0; 6]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    assert!(err.message().contains("\"1\", \"2\""), "{}", err.message());
+    let meta = client
+        .model_metadata(ModelMetadataRequest {
+            name: "cancer".into(),
+            version: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(meta.versions, ["1", "2"]);
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
