@@ -103,27 +103,16 @@ async fn the_bearer_scheme_is_case_insensitive() {
     }
 }
 
-/// Runs the real `train` on the bundled data with `args`, writing `dir/name` (a few ms).
-fn train(dir: &Path, name: &str, args: &[&str]) -> std::path::PathBuf {
+/// Trains into `dir/name` with `args` (a few ms).
+fn train_named(dir: &Path, name: &str, args: &[&str]) -> std::path::PathBuf {
     let out = dir.join(name);
-    let status = Command::new(BIN)
-        .arg("train")
-        .args(args)
-        .arg("--data")
-        .arg(repo("data/breast_cancer.csv"))
-        .arg("--out")
-        .arg(&out)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    train(&out, args);
     out
 }
 
 /// A model with other features.
 fn train_other_model(dir: &Path) -> std::path::PathBuf {
-    train(
+    train_named(
         dir,
         "other.dat.gz",
         &["--features", "radius_mean,texture_mean,area_worst"],
@@ -539,7 +528,7 @@ fn a_failed_reload_is_retried_even_if_the_file_looks_unchanged() {
 /// The bundled model's features, trained with another seed: a different file that the live
 /// server may swap in.
 fn train_other_model_same_features(dir: &Path) -> std::path::PathBuf {
-    train(dir, "seed7.dat.gz", &["--seed", "7"])
+    train_named(dir, "seed7.dat.gz", &["--seed", "7"])
 }
 
 #[test]

@@ -215,15 +215,7 @@ fn serve_starts_from_an_onnx_file_and_refuses_a_file_of_neither_kind() {
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("model.onnx");
     std::fs::write(&junk, b"this is neither gzip nor protobuf").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ml-serving"))
-        .arg("serve")
-        .env("MODEL_PATH", &junk)
-        .env("PORT", "0")
-        .env("GRPC_PORT", "0")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = serve_refuses(&[("MODEL_PATH", junk.as_os_str())]);
     assert!(
         stderr.contains("model.onnx") && stderr.contains("ONNX"),
         "{stderr}"

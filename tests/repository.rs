@@ -5,12 +5,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
-use common::process::BIN;
+use common::process::train;
 use common::{SAMPLE, bundled_model_path, call, get, post_json, repo};
 use ml_serving::server::{AppState, Limits, Registry, RegistrySettings, app};
 use serde_json::{Value, json};
@@ -18,23 +17,6 @@ use serde_json::{Value, json};
 /// Features of the model trained with other columns.
 const OTHER_FEATURES: &str = "radius_mean,texture_mean,area_worst";
 const OTHER_SAMPLE: &str = r#"{"radius_mean":17.99,"texture_mean":10.38,"area_worst":2019.0}"#;
-
-/// Runs the real `train` on the bundled data, writing `out`.
-fn train(out: &Path, args: &[&str]) {
-    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-    let status = Command::new(BIN)
-        .arg("train")
-        .args(args)
-        .arg("--data")
-        .arg(repo("data/breast_cancer.csv"))
-        .arg("--out")
-        .arg(out)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
 
 fn put(path: &Path, from: &Path) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();

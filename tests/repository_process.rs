@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::process::{BIN, Server, eventually, http};
+use common::process::{BIN, Server, eventually, http, serve_refuses, train};
 use common::{SAMPLE, bundled_model_path, repo};
 use serde_json::Value;
 
@@ -18,25 +18,6 @@ fn put(path: &Path, from: &Path) {
     let tmp = path.with_file_name(".incoming");
     std::fs::copy(from, &tmp).unwrap();
     std::fs::rename(&tmp, path).unwrap();
-}
-
-fn train_other(out: &Path) {
-    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-    let status = Command::new(BIN)
-        .args([
-            "train",
-            "--features",
-            "radius_mean,texture_mean,area_worst",
-            "--data",
-        ])
-        .arg(repo("data/breast_cancer.csv"))
-        .arg("--out")
-        .arg(out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 /// `loadtest` against `path` for `seconds`, with `body`; its JSON report when it ends.
@@ -79,7 +60,10 @@ fn models_change_under_load_without_a_failed_request() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("models");
     put(&root.join("cancer/1/model.dat.gz"), &bundled_model_path());
-    train_other(&root.join("other/1/model.dat.gz"));
+    train(
+        &root.join("other/1/model.dat.gz"),
+        &["--features", "radius_mean,texture_mean,area_worst"],
+    );
     for file in ["model.onnx", "model.json"] {
         let fixture = repo(&format!("tests/fixtures/onnx/logreg_cancer.{}", &file[6..]));
         put(&root.join("onnx/1").join(file), &fixture);
@@ -166,25 +150,12 @@ fn a_repository_with_a_broken_required_model_does_not_start() {
     let root = dir.path();
     std::fs::create_dir_all(root.join("broken/1")).unwrap();
     std::fs::write(root.join("broken/1/model.onnx"), b"\x08garbage").unwrap();
-    let out = Command::new(BIN)
-        .arg("serve")
-        .env("MODEL_REPOSITORY", root)
-        .env("PORT", "0")
-        .env("GRPC_PORT", "0")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = serve_refuses(&[("MODEL_REPOSITORY", root.as_os_str())]);
     assert!(stderr.contains("broken/1/model.onnx"), "{stderr}");
     // MODEL_NAME names the one file's model: with a repository it is a mistake.
-    let out = Command::new(BIN)
-        .arg("serve")
-        .env("MODEL_REPOSITORY", root)
-        .env("MODEL_NAME", "x")
-        .env("PORT", "0")
-        .env("GRPC_PORT", "0")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
+    let stderr = serve_refuses(&[
+        ("MODEL_REPOSITORY", root.as_os_str()),
+        ("MODEL_NAME", "x".as_ref()),
+    ]);
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
 }

@@ -159,3 +159,34 @@ pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// Runs the real `train` on the bundled data with `args`, writing `out` (its folder is made).
+pub fn train(out: &Path, args: &[&str]) {
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let status = Command::new(BIN)
+        .arg("train")
+        .args(args)
+        .arg("--data")
+        .arg(super::repo("data/breast_cancer.csv"))
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "train {args:?} failed");
+}
+
+/// Runs `serve` with `env` (loopback, ports 0), which must refuse to start; its stderr.
+pub fn serve_refuses(env: &[(&str, &std::ffi::OsStr)]) -> String {
+    let out = Command::new(BIN)
+        .arg("serve")
+        .env("PORT", "0")
+        .env("GRPC_PORT", "0")
+        .env("HOST", "127.0.0.1")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "serve started with {env:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
