@@ -162,8 +162,16 @@ fn route_label(route: Option<&MatchedPath>) -> &str {
 #[derive(Default)]
 struct Handles {
     in_flight: Option<Gauge>,
-    /// By route template: the method label, status and their two handles.
-    by_route: HashMap<Box<str>, Vec<(&'static str, u16, Counter, Histogram)>>,
+    /// By route template.
+    by_route: HashMap<Box<str>, Vec<RequestHandles>>,
+}
+
+/// The two handles of one method label and status on a route.
+struct RequestHandles {
+    method: &'static str,
+    status: u16,
+    total: Counter,
+    duration: Histogram,
 }
 
 thread_local! {
@@ -196,18 +204,23 @@ fn request_metrics(method: &'static str, route: &str, status: u16) -> (Counter, 
     cached(
         |handles| {
             if let Some(entries) = handles.by_route.get(route)
-                && let Some((.., total, duration)) =
-                    entries.iter().find(|e| e.0 == method && e.1 == status)
+                && let Some(known) = entries
+                    .iter()
+                    .find(|e| e.method == method && e.status == status)
             {
-                return (total.clone(), duration.clone());
+                return (known.total.clone(), known.duration.clone());
             }
             let (total, duration) = register();
-            handles.by_route.entry(route.into()).or_default().push((
-                method,
-                status,
-                total.clone(),
-                duration.clone(),
-            ));
+            handles
+                .by_route
+                .entry(route.into())
+                .or_default()
+                .push(RequestHandles {
+                    method,
+                    status,
+                    total: total.clone(),
+                    duration: duration.clone(),
+                });
             (total, duration)
         },
         register,
