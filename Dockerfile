@@ -24,7 +24,7 @@ WORKDIR /src
 COPY . .
 # Same flags as scripts/docker-build uses on the host: keep the two in step.
 RUN RUSTFLAGS="-C target-feature=+crt-static" \
-        cargo build --release --locked --target x86_64-unknown-linux-gnu \
+        cargo build --release --locked --target x86_64-unknown-linux-gnu --bin ml-serving \
     && mkdir -p /out \
     && cp target/x86_64-unknown-linux-gnu/release/ml-serving /out/ml-serving
 

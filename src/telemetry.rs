@@ -31,6 +31,12 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
     })
 }
 
+/// Whether [`metrics_handle`] has installed the recorder (metric handles taken before are
+/// no-ops).
+pub fn recorder_installed() -> bool {
+    HANDLE.get().is_some()
+}
+
 fn describe_metrics() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(

@@ -131,6 +131,10 @@ fn now_ms() -> u64 {
     u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// What a connection's watchdog needs to know, shared with its reader and its service.
 #[derive(Debug, Default)]
 struct Activity {
@@ -140,7 +144,10 @@ struct Activity {
     waiting_since: AtomicU64,
     /// When the first byte of the next request head arrived; 0 while none has.
     head_started: AtomicU64,
-    /// Wakes the watchdog when a head starts: its deadline moves closer.
+    /// When the watchdog will next look (it may look sooner, never later).
+    wake_at: AtomicU64,
+    /// Wakes the watchdog when a head starts that must end before `wake_at`. Only then: a
+    /// request on a busy keep-alive connection costs no wake-up and no new timer.
     head_began: tokio::sync::Notify,
 }
 
@@ -161,10 +168,19 @@ impl Activity {
         self.busy.load(Ordering::Relaxed) == 0
     }
 
-    fn on_read(&self) {
+    /// Bytes arrived. The first of a request head starts its deadline; the watchdog is woken
+    /// only when that deadline comes before it would look anyway. `head_started` and `wake_at`
+    /// are each stored before the other is read (sequentially consistent, here and in
+    /// [`watch`]), so either this sees the watchdog's new `wake_at` or the watchdog sees this
+    /// head: a deadline is never missed.
+    fn on_read(&self, header_read_timeout_ms: u64) {
         if self.is_waiting() && self.head_started.load(Ordering::Relaxed) == 0 {
-            self.head_started.store(now_ms().max(1), Ordering::Relaxed);
-            self.head_began.notify_one();
+            let started = now_ms().max(1);
+            self.head_started.store(started, Ordering::SeqCst);
+            if started.saturating_add(header_read_timeout_ms) < self.wake_at.load(Ordering::SeqCst)
+            {
+                self.head_began.notify_one();
+            }
         }
     }
 
@@ -174,13 +190,14 @@ impl Activity {
         RequestGuard(self.clone())
     }
 
-    fn verdict(&self, settings: &ConnSettings) -> Verdict {
+    /// The verdict now, given the head's start as last read (`head_started`).
+    fn verdict(&self, settings: &ConnSettings, head_started: u64) -> Verdict {
         let poll_busy = settings.header_read_timeout.min(settings.idle_timeout);
         if !self.is_waiting() {
             return Verdict::Keep { recheck: poll_busy };
         }
         let now = now_ms();
-        let (since, limit, reason) = match self.head_started.load(Ordering::Relaxed) {
+        let (since, limit, reason) = match head_started {
             0 => (
                 self.waiting_since.load(Ordering::Relaxed),
                 settings.idle_timeout,
@@ -188,7 +205,7 @@ impl Activity {
             ),
             started => (started, settings.header_read_timeout, "header_timeout"),
         };
-        let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        let limit_ms = millis(limit);
         let elapsed = now.saturating_sub(since);
         if elapsed >= limit_ms {
             Verdict::Close(reason)
@@ -217,6 +234,7 @@ pin_project! {
         #[pin]
         inner: TcpStream,
         activity: Arc<Activity>,
+        header_read_timeout_ms: u64,
     }
 }
 
@@ -230,7 +248,7 @@ impl AsyncRead for Watched {
         let before = buf.filled().len();
         let result = this.inner.poll_read(cx, buf);
         if buf.filled().len() > before {
-            this.activity.on_read();
+            this.activity.on_read(*this.header_read_timeout_ms);
         }
         result
     }
@@ -324,6 +342,7 @@ async fn connection(
     let io = TokioIo::new(Watched {
         inner: stream,
         activity: activity.clone(),
+        header_read_timeout_ms: millis(settings.header_read_timeout),
     });
     let service = {
         let activity = activity.clone();
@@ -394,12 +413,30 @@ where
 {
     tokio::pin!(conn);
     let mut draining = false;
+    // One timer, one drain future and one wake-up future for the connection's life, re-armed
+    // only when the watchdog looks (a deadline, a head that must end sooner, the drain), not
+    // per request.
+    let finished = finish.cancelled();
+    tokio::pin!(finished);
+    let mut head_began = std::pin::pin!(activity.head_began.notified());
+    let sleep = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(sleep);
     loop {
-        let recheck = match activity.verdict(settings) {
-            Verdict::Close(reason) if timeouts => break reason,
-            Verdict::Close(_) => Duration::from_secs(3600),
-            Verdict::Keep { recheck } => recheck,
+        let recheck = loop {
+            let head_started = activity.head_started.load(Ordering::SeqCst);
+            let recheck = match activity.verdict(settings, head_started) {
+                Verdict::Close(reason) if timeouts => return reason,
+                Verdict::Close(_) => Duration::from_secs(3600),
+                Verdict::Keep { recheck } => recheck,
+            };
+            let wake_at = now_ms().saturating_add(millis(recheck));
+            activity.wake_at.store(wake_at, Ordering::SeqCst);
+            // A head that started meanwhile may not have seen the new `wake_at`: look again.
+            if activity.head_started.load(Ordering::SeqCst) == head_started {
+                break recheck;
+            }
         };
+        sleep.as_mut().reset(tokio::time::Instant::now() + recheck);
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(err) = result {
@@ -407,9 +444,11 @@ where
                 }
                 break "closed";
             }
-            () = tokio::time::sleep(recheck) => {}
-            () = activity.head_began.notified() => {}
-            () = finish.cancelled(), if !draining => {
+            () = sleep.as_mut() => {}
+            () = head_began.as_mut() => {
+                head_began.set(activity.head_began.notified());
+            }
+            () = finished.as_mut(), if !draining => {
                 draining = true;
                 if timeouts && activity.is_waiting() {
                     break "shutdown";

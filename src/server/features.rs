@@ -4,7 +4,6 @@
 
 use std::fmt;
 
-use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 pub use crate::wire::{FieldError, Loc};
@@ -231,13 +230,30 @@ impl<'de> Visitor<'de> for CellVisitor {
     }
 }
 
-/// A map key, borrowed when the input allows it.
+/// A map key, borrowed when the input allows it (a key without escapes): serde's own
+/// `Cow<str>` always copies, an allocation per key per request.
 struct KeySeed;
 
 impl<'de> DeserializeSeed<'de> for KeySeed {
     type Value = std::borrow::Cow<'de, str>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        <std::borrow::Cow<'de, str> as Deserialize>::deserialize(d)
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = std::borrow::Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v))
     }
 }
 

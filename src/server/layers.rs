@@ -2,6 +2,8 @@
 //! optional access log, all in one layer; and the conversion of tower's timeout errors into
 //! API errors.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -10,7 +12,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::Response;
-use metrics::{Gauge, Label, SharedString};
+use metrics::{Counter, Gauge, Histogram, Label};
 use pin_project_lite::pin_project;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tower::{BoxError, Layer, Service};
@@ -62,7 +64,11 @@ fn request_id(req: &Request) -> HeaderValue {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = PREFIX.get_or_init(rand::random::<u32>);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    HeaderValue::try_from(format!("{prefix:08x}-{n:x}")).expect("hex digits")
+    // Written on the stack: the header value is the only allocation.
+    let mut buf = std::io::Cursor::new([0u8; 8 + 1 + 16]);
+    std::io::Write::write_fmt(&mut buf, format_args!("{prefix:08x}-{n:x}")).expect("25 bytes fit");
+    let len = usize::try_from(buf.position()).expect("at most 25");
+    HeaderValue::from_bytes(&buf.get_ref()[..len]).expect("hex digits")
 }
 
 impl<S> Service<Request> for Metrics<S>
@@ -78,16 +84,12 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let route = req
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or(SharedString::const_str("unmatched"), |p| {
-                SharedString::from(p.as_str().to_string())
-            });
+        let route = req.extensions().get::<MatchedPath>().cloned();
         let method = method_label(req.method());
         let id = request_id(&req);
         let span = if self.access_log {
             let id = id.to_str().unwrap_or_default();
+            let route = route_label(route.as_ref());
             tracing::info_span!("request", id, method = %method, route = %route)
         } else {
             tracing::Span::none()
@@ -112,7 +114,7 @@ pin_project! {
     pub struct MetricsFuture<F> {
         #[pin]
         inner: F,
-        labels: Option<(SharedString, SharedString)>,
+        labels: Option<(&'static str, Option<MatchedPath>)>,
         id: Option<HeaderValue>,
         span: tracing::Span,
         started: Instant,
@@ -139,13 +141,9 @@ where
                 let _entered = this.span.enter();
                 tracing::info!(status, seconds = elapsed, "access");
             }
-            let labels = [
-                Label::new("method", method),
-                Label::new("route", route),
-                Label::new("status", status.to_string()),
-            ];
-            metrics::counter!("http_requests_total", labels.iter()).increment(1);
-            metrics::histogram!("http_request_duration_seconds", labels.iter()).record(elapsed);
+            let (total, duration) = request_metrics(method, route_label(route.as_ref()), status);
+            total.increment(1);
+            duration.record(elapsed);
             if let Some(id) = this.id.take() {
                 response.headers_mut().insert(REQUEST_ID, id);
             }
@@ -154,12 +152,91 @@ where
     }
 }
 
+fn route_label(route: Option<&MatchedPath>) -> &str {
+    route.map_or("unmatched", MatchedPath::as_str)
+}
+
+/// The metric handles of the requests, looked up in the recorder once per worker thread
+/// rather than once per request (building a key allocates its labels, then hashes and looks
+/// them up). Bounded: route templates, method labels and statuses are all finite.
+#[derive(Default)]
+struct Handles {
+    in_flight: Option<Gauge>,
+    /// By route template.
+    by_route: HashMap<Box<str>, Vec<RequestHandles>>,
+}
+
+/// The two handles of one method label and status on a route.
+struct RequestHandles {
+    method: &'static str,
+    status: u16,
+    total: Counter,
+    duration: Histogram,
+}
+
+thread_local! {
+    static HANDLES: RefCell<Handles> = RefCell::new(Handles::default());
+}
+
+/// Handles are kept only once our recorder is installed: one taken before would be a no-op
+/// for ever.
+fn cached<T>(lookup: impl FnOnce(&mut Handles) -> T, uncached: impl FnOnce() -> T) -> T {
+    if crate::telemetry::recorder_installed() {
+        HANDLES.with_borrow_mut(lookup)
+    } else {
+        uncached()
+    }
+}
+
+/// `http_requests_total` and `http_request_duration_seconds` of one method, route and status.
+fn request_metrics(method: &'static str, route: &str, status: u16) -> (Counter, Histogram) {
+    let register = || {
+        let labels = [
+            Label::new("method", method),
+            Label::new("route", route.to_string()),
+            Label::new("status", status.to_string()),
+        ];
+        (
+            metrics::counter!("http_requests_total", labels.iter()),
+            metrics::histogram!("http_request_duration_seconds", labels.iter()),
+        )
+    };
+    cached(
+        |handles| {
+            if let Some(entries) = handles.by_route.get(route)
+                && let Some(known) = entries
+                    .iter()
+                    .find(|e| e.method == method && e.status == status)
+            {
+                return (known.total.clone(), known.duration.clone());
+            }
+            let (total, duration) = register();
+            handles
+                .by_route
+                .entry(route.into())
+                .or_default()
+                .push(RequestHandles {
+                    method,
+                    status,
+                    total: total.clone(),
+                    duration: duration.clone(),
+                });
+            (total, duration)
+        },
+        register,
+    )
+}
+
 /// One request in `http_requests_in_flight`, for as long as this value lives.
 struct InFlight(Gauge);
 
 impl InFlight {
     fn start() -> Self {
-        let gauge = metrics::gauge!("http_requests_in_flight");
+        let register = || metrics::gauge!("http_requests_in_flight");
+        let gauge = cached(
+            |handles| handles.in_flight.get_or_insert_with(register).clone(),
+            register,
+        );
         gauge.increment(1.0);
         Self(gauge)
     }
@@ -171,20 +248,20 @@ impl Drop for InFlight {
     }
 }
 
-fn method_label(method: &Method) -> SharedString {
+fn method_label(method: &Method) -> &'static str {
     match *method {
-        Method::GET => SharedString::const_str("GET"),
-        Method::POST => SharedString::const_str("POST"),
-        Method::HEAD => SharedString::const_str("HEAD"),
-        Method::PUT => SharedString::const_str("PUT"),
-        Method::DELETE => SharedString::const_str("DELETE"),
-        Method::OPTIONS => SharedString::const_str("OPTIONS"),
-        Method::PATCH => SharedString::const_str("PATCH"),
-        Method::CONNECT => SharedString::const_str("CONNECT"),
-        Method::TRACE => SharedString::const_str("TRACE"),
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
         // Any other method is the client's invention: one label for all of them, or each
         // would add a time series that never expires.
-        _ => SharedString::const_str("other"),
+        _ => "other",
     }
 }
 
