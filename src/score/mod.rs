@@ -479,8 +479,9 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
     let progress = Progress::new(source.total_rows());
     let file_rows = source.file_rows();
     let mut covered = 0u64;
-    // One thread reads (and decompresses) the next chunk while the others score this one.
-    std::thread::scope(|scope| -> anyhow::Result<()> {
+    // One thread reads (and decompresses) the next chunk and one writes (and compresses) the
+    // last one while the others score this one; each hand-off holds at most one chunk.
+    let sink = std::thread::scope(|scope| -> anyhow::Result<output::Sink> {
         let (chunks, received) = std::sync::mpsc::sync_channel(1);
         scope.spawn(move || {
             loop {
@@ -491,21 +492,38 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
                 }
             }
         });
+        let (to_write, writable) = std::sync::mpsc::sync_channel::<Vec<Scored>>(1);
+        let writer = scope.spawn(move || -> anyhow::Result<output::Sink> {
+            for parts in writable {
+                for part in &parts {
+                    sink.write(part)?;
+                }
+            }
+            Ok(sink)
+        });
         while let Some(chunk) = received.recv().context("the reading thread stopped")?? {
             // Without --skip-invalid, once a row is bad nothing more is written (the run
             // fails); the rest is still read, to report every bad row.
             let predict = args.skip_invalid || tally.invalid == 0;
-            let parts = chunk.par_map(|rows| score_rows(&model, rows, asked, predict))?;
-            for mut part in parts {
+            let mut parts = chunk.par_map(|rows| score_rows(&model, rows, asked, predict))?;
+            let mut keep = 0;
+            for part in &mut parts {
                 covered += part.covered;
                 progress.advance(part.covered);
-                tally.add(&mut part);
+                tally.add(part);
                 if args.skip_invalid || tally.invalid == 0 {
-                    sink.write(&part)?;
+                    keep += 1;
                 }
             }
+            parts.truncate(keep);
+            if !parts.is_empty() && to_write.send(parts).is_err() {
+                break; // the writer failed: its error is below
+            }
         }
-        Ok(())
+        drop(to_write);
+        writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the writing thread panicked"))?
     })?;
     progress.finish();
     // A part may be empty (more parts than rows); the file may not.
