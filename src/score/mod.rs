@@ -173,7 +173,7 @@ pub struct Scored {
 
 impl Scored {
     /// The rows scored.
-    pub fn len(&self) -> usize {
+    pub fn rows(&self) -> usize {
         self.predictions.len() + self.answers.len()
     }
 
@@ -233,7 +233,7 @@ fn score_rows(model: &Model, rows: Rows, asked: Asked, predict: bool) -> anyhow:
     }
     .map_err(anyhow::Error::msg)?;
     if asked.scores > 0 {
-        let complete = (0..scored.len()).all(|i| scored.scores(i).len() == asked.scores);
+        let complete = (0..scored.rows()).all(|i| scored.scores(i).len() == asked.scores);
         anyhow::ensure!(
             complete,
             "the model did not give {} scores for every row",
@@ -253,7 +253,7 @@ struct Tally {
 
 impl Tally {
     fn add(&mut self, part: &mut Scored) {
-        self.scored += part.len() as u64;
+        self.scored += part.rows() as u64;
         self.invalid += part.errors.len() as u64;
         let room = MAX_LISTED_ERRORS.saturating_sub(self.listed.len());
         self.listed.extend(part.errors.drain(..).take(room));

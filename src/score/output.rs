@@ -150,7 +150,7 @@ impl CsvSink {
         let buf = &mut self.buf;
         buf.clear();
         let mut number = itoa::Buffer::new();
-        for i in 0..part.len() {
+        for i in 0..part.rows() {
             write_id(buf, &part.ids, i, &mut number);
             // Our model's decision (its fast path), else the model's own answer.
             match (part.predictions.get(i), part.answers.get(i)) {

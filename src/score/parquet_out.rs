@@ -65,7 +65,7 @@ impl ParquetSink {
     }
 
     pub fn write(&mut self, part: &Scored) -> anyhow::Result<()> {
-        let n = part.len();
+        let n = part.rows();
         if n == 0 {
             return Ok(());
         }
