@@ -160,12 +160,14 @@ pub struct Rows {
 #[derive(Debug, Default)]
 pub struct Scored {
     pub ids: Ids,
-    /// Our model's decisions (its fast path, when no scores are asked for).
+    /// Our model's decisions.
     pub predictions: Vec<bool>,
     /// Each model's vote per row; empty unless asked for.
     pub votes: Vec<Votes>,
-    /// The model's own answers (instead of `predictions`): an ONNX model's, or any model's
-    /// with their per-class scores.
+    /// Our model's per-class scores (the share of its votes for each class), when asked for.
+    pub shares: Vec<[f32; 2]>,
+    /// An ONNX model's answers (instead of `predictions`), with their per-class scores when
+    /// asked for.
     pub answers: Vec<Answer>,
     pub errors: Vec<RowError>,
     pub covered: u64,
@@ -179,6 +181,9 @@ impl Scored {
 
     /// Row `i`'s per-class scores; empty unless asked for.
     pub fn scores(&self, i: usize) -> &[f32] {
+        if let Some(shares) = self.shares.get(i) {
+            return shares;
+        }
         match self.answers.get(i) {
             Some(Answer::Class {
                 scores: Some(s), ..
@@ -212,19 +217,29 @@ fn score_rows(model: &Model, rows: Rows, asked: Asked, predict: bool) -> anyhow:
         let width = pipeline.width();
         let n = rows.values.len() / width;
         let x = ArrayView2::from_shape((n, width), &rows.values).context("row width")?;
-        if asked.votes {
-            scored.votes = pipeline.votes(x)?;
+        if asked.votes || asked.scores > 0 {
+            let votes = pipeline.votes(x)?;
+            scored.predictions = votes.iter().map(|v| v.majority()).collect();
+            if asked.scores > 0 {
+                // The share of the three votes for each class, as `Model::answers_with_scores`
+                // gives it, without an answer object per row.
+                scored.shares = votes
+                    .iter()
+                    .map(|v| {
+                        let positive =
+                            f32::from(u8::from(v.logistic) + u8::from(v.tree) + u8::from(v.svm))
+                                / 3.0;
+                        [1.0 - positive, positive]
+                    })
+                    .collect();
+            }
+            if asked.votes {
+                scored.votes = votes;
+            }
+        } else {
+            scored.predictions = pipeline.predict(x)?;
         }
-        if asked.scores == 0 {
-            scored.predictions = if asked.votes {
-                scored.votes.iter().map(|v| v.majority()).collect()
-            } else {
-                pipeline.predict(x)?
-            };
-            return Ok(scored);
-        }
-        // With scores too, the votes are counted a second time below: a rare combination,
-        // not worth a second definition of the scores.
+        return Ok(scored);
     }
     scored.answers = if asked.scores > 0 {
         model.answers_with_scores(&rows.values)
