@@ -67,6 +67,13 @@ fn the_batch_page_runs_as_written() {
     assert!(blocks.len() >= 2, "{blocks:?}");
     let out = run_blocks(&blocks);
     assert!(out.contains("the parts make the whole"), "{out}");
+    // The scores the page shows are the ones printed.
+    let shown = page
+        .split("```text\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("the page shows the first rows with their scores");
+    assert!(out.contains(shown), "{out}\ndoes not hold\n{shown}");
 }
 
 #[test]

@@ -17,14 +17,15 @@ use ndarray::ArrayView2;
 
 use crate::artifact::DEFAULT_MODEL_PATH;
 use crate::dataset::scoring::RowError;
-use crate::model::Model;
+use crate::model::{Answer, Model};
 use crate::pipeline::Votes;
+use output::{Columns, PredictionKind};
 
 pub use format::Format;
 pub use shard::Shard;
 
-/// Score every row of a CSV or Parquet file; writes `id,prediction,label` (and the votes on
-/// request).
+/// Score every row of a CSV or Parquet file; writes `id,prediction,label` (and the votes or
+/// per-class scores on request).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ScoreArgs {
     /// The model artifact (the same setting as `serve --model-path`; `--model` is an alias).
@@ -50,9 +51,16 @@ pub struct ScoreArgs {
     #[arg(long)]
     pub skip_invalid: bool,
     /// Also write each model's vote (`logistic_regression`, `decision_tree`, `svm`: 1 for the
-    /// positive class); the prediction is their majority.
+    /// positive class); the prediction is their majority. For our models only.
     #[arg(long)]
     pub votes: bool,
+    /// Also write each class's score, a `score_<class>` column per class in the model's order:
+    /// an ONNX classifier's probabilities; for ours, the share of its three models' votes (0,
+    /// 1/3, 2/3 or 1). Columns are named by class label (ours; an ONNX model's sidecar
+    /// `class_labels`, else its ZipMap's keys), else by the class's position from 0. A regression
+    /// model has no scores.
+    #[arg(long)]
+    pub scores: bool,
     /// Score only part I of N (from 0): the I-th of N contiguous, nearly equal ranges of rows.
     /// The parts of N runs, in order, hold every row once.
     #[arg(long, value_name = "I/N")]
@@ -117,6 +125,14 @@ impl Ids {
         }
     }
 
+    /// Row `i`'s id text (for ids read from the input).
+    pub fn text_at(&self, i: usize) -> &str {
+        match self {
+            Ids::Text { text, ends } => &text[if i == 0 { 0 } else { ends[i - 1] }..ends[i]],
+            Ids::Numbers(_) => "",
+        }
+    }
+
     fn push(&mut self, id: Option<&str>, number: u64) {
         match (self, id) {
             (Ids::Text { text, ends }, Some(id)) => {
@@ -144,56 +160,102 @@ pub struct Rows {
 #[derive(Debug, Default)]
 pub struct Scored {
     pub ids: Ids,
+    /// Our model's decisions.
     pub predictions: Vec<bool>,
     /// Each model's vote per row; empty unless asked for.
     pub votes: Vec<Votes>,
-    /// An ONNX model's answers (instead of `predictions`).
-    pub answers: Vec<crate::model::Answer>,
+    /// Our model's per-class scores (the share of its votes for each class), when asked for.
+    pub shares: Vec<[f32; 2]>,
+    /// An ONNX model's answers (instead of `predictions`), with their per-class scores when
+    /// asked for.
+    pub answers: Vec<Answer>,
     pub errors: Vec<RowError>,
     pub covered: u64,
 }
 
+impl Scored {
+    /// The rows scored.
+    pub fn rows(&self) -> usize {
+        self.predictions.len() + self.answers.len()
+    }
+
+    /// Row `i`'s per-class scores; empty unless asked for.
+    pub fn scores(&self, i: usize) -> &[f32] {
+        if let Some(shares) = self.shares.get(i) {
+            return shares;
+        }
+        match self.answers.get(i) {
+            Some(Answer::Class {
+                scores: Some(s), ..
+            }) => s,
+            _ => &[],
+        }
+    }
+}
+
+/// What a run asks of the model besides each row's answer.
+#[derive(Debug, Clone, Copy)]
+struct Asked {
+    votes: bool,
+    /// The number of per-class scores per row; 0 when not asked for.
+    scores: usize,
+}
+
 /// The model's answers for `rows` (when `predict`; otherwise only their errors are kept).
-fn score_rows(model: &Model, rows: Rows, votes: bool, predict: bool) -> anyhow::Result<Scored> {
-    let model = match model {
-        Model::Native(m) => m,
-        Model::Onnx(_) => {
-            let answers = if predict && !rows.values.is_empty() {
-                model.answers(&rows.values).map_err(anyhow::Error::msg)?
-            } else {
-                Vec::new()
-            };
-            return Ok(Scored {
-                ids: rows.ids,
-                answers,
-                errors: rows.errors,
-                covered: rows.covered,
-                ..Scored::default()
-            });
-        }
-    };
-    let pipeline = &model.artifact.pipeline;
-    let width = pipeline.width();
-    let n = rows.values.len().checked_div(width).unwrap_or(0);
-    let (predictions, votes) = if !predict || n == 0 {
-        (Vec::new(), Vec::new())
-    } else {
-        let x = ArrayView2::from_shape((n, width), &rows.values).context("row width")?;
-        if votes {
-            let v = pipeline.votes(x)?;
-            (v.iter().map(|v| v.majority()).collect(), v)
-        } else {
-            (pipeline.predict(x)?, Vec::new())
-        }
-    };
-    Ok(Scored {
+fn score_rows(model: &Model, rows: Rows, asked: Asked, predict: bool) -> anyhow::Result<Scored> {
+    let mut scored = Scored {
         ids: rows.ids,
-        predictions,
-        votes,
-        answers: Vec::new(),
         errors: rows.errors,
         covered: rows.covered,
-    })
+        ..Scored::default()
+    };
+    if !predict || rows.values.is_empty() {
+        return Ok(scored);
+    }
+    if let Model::Native(m) = model {
+        let pipeline = &m.artifact.pipeline;
+        let width = pipeline.width();
+        let n = rows.values.len() / width;
+        let x = ArrayView2::from_shape((n, width), &rows.values).context("row width")?;
+        if asked.votes || asked.scores > 0 {
+            let votes = pipeline.votes(x)?;
+            scored.predictions = votes.iter().map(|v| v.majority()).collect();
+            if asked.scores > 0 {
+                // The share of the three votes for each class, as `Model::answers_with_scores`
+                // gives it, without an answer object per row.
+                scored.shares = votes
+                    .iter()
+                    .map(|v| {
+                        let positive =
+                            f32::from(u8::from(v.logistic) + u8::from(v.tree) + u8::from(v.svm))
+                                / 3.0;
+                        [1.0 - positive, positive]
+                    })
+                    .collect();
+            }
+            if asked.votes {
+                scored.votes = votes;
+            }
+        } else {
+            scored.predictions = pipeline.predict(x)?;
+        }
+        return Ok(scored);
+    }
+    scored.answers = if asked.scores > 0 {
+        model.answers_with_scores(&rows.values)
+    } else {
+        model.answers(&rows.values)
+    }
+    .map_err(anyhow::Error::msg)?;
+    if asked.scores > 0 {
+        let complete = (0..scored.rows()).all(|i| scored.scores(i).len() == asked.scores);
+        anyhow::ensure!(
+            complete,
+            "the model did not give {} scores for every row",
+            asked.scores
+        );
+    }
+    Ok(scored)
 }
 
 /// Counts rows and keeps the first errors, for the summary and the failure message.
@@ -206,7 +268,7 @@ struct Tally {
 
 impl Tally {
     fn add(&mut self, part: &mut Scored) {
-        self.scored += (part.predictions.len() + part.answers.len()) as u64;
+        self.scored += part.rows() as u64;
         self.invalid += part.errors.len() as u64;
         let room = MAX_LISTED_ERRORS.saturating_sub(self.listed.len());
         self.listed.extend(part.errors.drain(..).take(room));
@@ -293,6 +355,98 @@ fn shard_of(args: &ScoreArgs) -> anyhow::Result<Option<Shard>> {
     }
 }
 
+/// The output's columns for this model and these flags, checked against what the model gives
+/// on its sample row: a flag asking for what the model cannot give is refused here, before any
+/// row is read.
+fn output_columns(model: &Model, args: &ScoreArgs) -> anyhow::Result<Columns> {
+    let name = model.stored_name();
+    let probe = model
+        .answers_with_scores(model.sample())
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("scoring {name}'s sample row"))?;
+    let (prediction, scores) = match (model, probe.first()) {
+        (Model::Native(_), Some(Answer::Class { scores, .. })) => {
+            (PredictionKind::Flag, scores.clone())
+        }
+        (
+            Model::Onnx(_),
+            Some(Answer::Class {
+                prediction, scores, ..
+            }),
+        ) => {
+            let kind = if prediction.is_string() {
+                PredictionKind::Text
+            } else {
+                PredictionKind::Integer
+            };
+            (kind, scores.clone())
+        }
+        (Model::Onnx(_), Some(Answer::Value { .. })) => {
+            anyhow::ensure!(
+                !args.scores,
+                "--scores: {name} is a regression model: it answers one value per row and has \
+                 no per-class scores"
+            );
+            (PredictionKind::Number, None)
+        }
+        _ => bail!("{name} gave no answer for its sample row"),
+    };
+    anyhow::ensure!(
+        !args.votes || matches!(model, Model::Native(_)),
+        "--votes: {name} is an ONNX model, which has no sub-model votes; --scores gives its \
+         per-class scores"
+    );
+    let scores = match (args.scores, scores) {
+        (false, _) => Vec::new(),
+        (true, Some(scores)) => score_classes(model, scores.len()),
+        (true, None) => {
+            let outputs: Vec<String> = model.outputs().into_iter().map(|o| o.name).collect();
+            bail!(
+                "--scores: {name} offers no per-class scores (its outputs: {})",
+                outputs.join(", ")
+            )
+        }
+    };
+    let labels = match model {
+        Model::Native(m) => [
+            m.artifact.labels.name(false).to_string(),
+            m.artifact.labels.name(true).to_string(),
+        ],
+        Model::Onnx(_) => Default::default(),
+    };
+    Ok(Columns {
+        labels,
+        prediction,
+        votes: args.votes,
+        scores,
+    })
+}
+
+/// The classes of a model's `k` scores, in order: its class labels, else (an ONNX model
+/// without them) its ZipMap's keys, else the positions `0`, `1`, ...
+fn score_classes(model: &Model, k: usize) -> Vec<String> {
+    let classes = model.classes();
+    if classes.len() == k {
+        return classes;
+    }
+    let keys = match model {
+        Model::Onnx(m) => m.graph.predict_f64(model.sample(), 1).ok().and_then(|out| {
+            out.values.into_iter().find_map(|v| match v {
+                crate::onnx::Value::Maps(maps) => Some(maps.keys),
+                crate::onnx::Value::Tensor(_) => None,
+            })
+        }),
+        Model::Native(_) => None,
+    };
+    match keys {
+        Some(crate::onnx::Labels::I64(keys)) if keys.len() == k => {
+            keys.iter().map(i64::to_string).collect()
+        }
+        Some(crate::onnx::Labels::Str(keys)) if keys.len() == k => keys,
+        _ => (0..k).map(|i| i.to_string()).collect(),
+    }
+}
+
 fn is_stdio(path: Option<&Path>) -> bool {
     path.is_none_or(|p| p.as_os_str() == "-")
 }
@@ -316,20 +470,10 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
         args.input.display().to_string()
     };
 
-    let labels = match &model {
-        Model::Native(m) => Some(&m.artifact.labels),
-        Model::Onnx(_) => {
-            anyhow::ensure!(
-                !args.votes,
-                "--votes: an ONNX model has no sub-model votes (its scores are on the V2 routes)"
-            );
-            anyhow::ensure!(
-                output_format != Format::Parquet,
-                "an ONNX model's scores are written as CSV (plain, .gz or .zst); Parquet output \
-                 is for ml-serving artifacts so far"
-            );
-            None
-        }
+    let columns = output_columns(&model, args)?;
+    let asked = Asked {
+        votes: columns.votes,
+        scores: columns.scores.len(),
     };
     let mut source = input::Source::open(
         &args.input,
@@ -340,7 +484,7 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
         shard,
         Chunking::new(args.chunk_rows),
     )?;
-    let mut sink = output::Sink::create(output_path, output_format, labels, args.votes)?;
+    let mut sink = output::Sink::create(output_path, output_format, columns)?;
     let mut tally = Tally {
         label,
         scored: 0,
@@ -350,8 +494,9 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
     let progress = Progress::new(source.total_rows());
     let file_rows = source.file_rows();
     let mut covered = 0u64;
-    // One thread reads (and decompresses) the next chunk while the others score this one.
-    std::thread::scope(|scope| -> anyhow::Result<()> {
+    // One thread reads (and decompresses) the next chunk and one writes (and compresses) the
+    // last one while the others score this one; each hand-off holds at most one chunk.
+    let sink = std::thread::scope(|scope| -> anyhow::Result<output::Sink> {
         let (chunks, received) = std::sync::mpsc::sync_channel(1);
         scope.spawn(move || {
             loop {
@@ -362,21 +507,38 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
                 }
             }
         });
+        let (to_write, writable) = std::sync::mpsc::sync_channel::<Vec<Scored>>(1);
+        let writer = scope.spawn(move || -> anyhow::Result<output::Sink> {
+            for parts in writable {
+                for part in &parts {
+                    sink.write(part)?;
+                }
+            }
+            Ok(sink)
+        });
         while let Some(chunk) = received.recv().context("the reading thread stopped")?? {
             // Without --skip-invalid, once a row is bad nothing more is written (the run
             // fails); the rest is still read, to report every bad row.
             let predict = args.skip_invalid || tally.invalid == 0;
-            let parts = chunk.par_map(|rows| score_rows(&model, rows, args.votes, predict))?;
-            for mut part in parts {
+            let mut parts = chunk.par_map(|rows| score_rows(&model, rows, asked, predict))?;
+            let mut keep = 0;
+            for part in &mut parts {
                 covered += part.covered;
                 progress.advance(part.covered);
-                tally.add(&mut part);
+                tally.add(part);
                 if args.skip_invalid || tally.invalid == 0 {
-                    sink.write(&part)?;
+                    keep += 1;
                 }
             }
+            parts.truncate(keep);
+            if !parts.is_empty() && to_write.send(parts).is_err() {
+                break; // the writer failed: its error is below
+            }
         }
-        Ok(())
+        drop(to_write);
+        writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the writing thread panicked"))?
     })?;
     progress.finish();
     // A part may be empty (more parts than rows); the file may not.
