@@ -890,3 +890,56 @@ async fn grpc_serves_every_model_and_version_of_the_repository() {
     stop.cancel();
     task.await.unwrap().unwrap();
 }
+
+/// `ml-serving score` of the bundled CSV with `args`.
+fn score(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(common::process::BIN)
+        .arg("score")
+        .args(args)
+        .arg("--input")
+        .arg(repo("data/breast_cancer.csv"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn score_takes_a_model_from_the_repository_by_name_and_version() {
+    let dir = tempfile::tempdir().unwrap();
+    three_models(dir.path());
+    let root = dir.path().to_str().unwrap();
+    let by_path = |file: &str| {
+        let out = score(&["--model-path", &format!("{root}/{file}")]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let by_name = |name: &str, version: &[&str]| {
+        let mut args = vec!["--model-repository", root, "--model-name", name];
+        args.extend(version);
+        score(&args)
+    };
+    // The latest version by default (policy "all": version 2), any version on request, and a
+    // model with other features reads its own columns. (The two versions answer differently.)
+    assert_ne!(by_path("cancer/1/model.dat.gz"), by_path("cancer/2/model.dat.gz"));
+    assert_eq!(
+        by_name("cancer", &[]).stdout,
+        by_path("cancer/2/model.dat.gz")
+    );
+    assert_eq!(
+        by_name("cancer", &["--model-version", "1"]).stdout,
+        by_path("cancer/1/model.dat.gz")
+    );
+    assert_eq!(
+        by_name("other", &[]).stdout,
+        by_path("other/1/model.dat.gz")
+    );
+    let missing = by_name("cancer", &["--model-version", "7"]);
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("no usable version 7"), "{stderr}");
+    let unknown = by_name("nope", &[]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("not a model of the repository"));
+}

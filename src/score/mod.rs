@@ -31,6 +31,21 @@ pub struct ScoreArgs {
     /// The model artifact (the same setting as `serve --model-path`; `--model` is an alias).
     #[arg(long, alias = "model", env = "MODEL_PATH", default_value = DEFAULT_MODEL_PATH)]
     pub model_path: PathBuf,
+    /// Take the model from this repository instead (`<dir>/<name>/<version>/<file>`, as
+    /// `serve --model-repository`): the one --model-name names.
+    #[arg(
+        long,
+        env = "MODEL_REPOSITORY",
+        requires = "model_name",
+        conflicts_with = "model_path"
+    )]
+    pub model_repository: Option<PathBuf>,
+    /// The repository model to score with.
+    #[arg(long, requires = "model_repository")]
+    pub model_name: Option<String>,
+    /// Its version (default: the latest its version policy selects, as `serve` serves it).
+    #[arg(long, requires = "model_repository")]
+    pub model_version: Option<u64>,
     /// Rows to score, with the model's feature columns (any order; extra columns ignored; `id`
     /// passed through); for an ONNX model without feature names (no sidecar), every column but
     /// `id` is a feature, by position. `-` reads standard input.
@@ -452,7 +467,11 @@ fn is_stdio(path: Option<&Path>) -> bool {
 }
 
 pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
-    let model = Model::load(&args.model_path, crate::artifact::DEFAULT_MAX_MODEL_BYTES)?;
+    let path = match (&args.model_repository, &args.model_name) {
+        (Some(root), Some(name)) => crate::repository::resolve(root, name, args.model_version)?,
+        _ => args.model_path.clone(),
+    };
+    let model = Model::load(&path, crate::artifact::DEFAULT_MAX_MODEL_BYTES)?;
     let shard = shard_of(args)?;
     let stdin = is_stdio(Some(&args.input));
     let input_format = args
