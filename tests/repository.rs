@@ -923,7 +923,10 @@ fn score_takes_a_model_from_the_repository_by_name_and_version() {
     };
     // The latest version by default (policy "all": version 2), any version on request, and a
     // model with other features reads its own columns. (The two versions answer differently.)
-    assert_ne!(by_path("cancer/1/model.dat.gz"), by_path("cancer/2/model.dat.gz"));
+    assert_ne!(
+        by_path("cancer/1/model.dat.gz"),
+        by_path("cancer/2/model.dat.gz")
+    );
     assert_eq!(
         by_name("cancer", &[]).stdout,
         by_path("cancer/2/model.dat.gz")
