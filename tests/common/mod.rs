@@ -1,6 +1,7 @@
 //! Shared helpers for the server tests: a state over the bundled model, and one-shot calls.
 #![allow(dead_code)]
 
+pub mod docs;
 pub mod process;
 pub mod servers;
 
