@@ -72,17 +72,7 @@ fn fixture_csv(dir: &Path, model: &str) -> PathBuf {
 }
 
 fn score(dir: &Path, model: &Path, input: &Path, output: &Path, flags: &[&str]) -> String {
-    let mut args = vec![
-        "score",
-        "--model-path",
-        s(model),
-        "--input",
-        s(input),
-        "--output",
-        s(output),
-    ];
-    args.extend(flags);
-    let out = ml_serving(dir, &args);
+    let out = score_into(dir, model, input, output, flags);
     assert_success(&out);
     stderr(&out)
 }

@@ -116,6 +116,11 @@ pub fn score_file(dir: &Path, input: &Path, flags: &[&str]) -> (Output, PathBuf)
 /// `ml-serving score` of `input` with `model` into `dir/scores.csv`.
 pub fn score_with(dir: &Path, model: &Path, input: &Path, flags: &[&str]) -> (Output, PathBuf) {
     let output = dir.join("scores.csv");
+    (score_into(dir, model, input, &output, flags), output)
+}
+
+/// `ml-serving score` of `input` with `model` into `output`.
+pub fn score_into(dir: &Path, model: &Path, input: &Path, output: &Path, flags: &[&str]) -> Output {
     let mut args = vec![
         "score",
         "--model-path",
@@ -123,10 +128,10 @@ pub fn score_with(dir: &Path, model: &Path, input: &Path, flags: &[&str]) -> (Ou
         "--input",
         s(input),
         "--output",
-        s(&output),
+        s(output),
     ];
     args.extend(flags);
-    (ml_serving(dir, &args), output)
+    ml_serving(dir, &args)
 }
 
 /// The ids of a scores CSV, in order.
