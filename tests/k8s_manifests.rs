@@ -515,7 +515,7 @@ async fn every_rendering_agrees_with_the_program() {
 /// One breakage a line: the folder, the first object of a kind, a JSON pointer in it (its
 /// parent must exist), the JSON value to put there, and what the report must then say.
 const BREAKAGES: &str = r#"
-overlays/repository ConfigMap /data/MODEL_PATH "/model/model_binary.dat.gz" => cannot be used with
+overlays/repository ConfigMap /data/MODEL_NAME "breast_model" => cannot be used with
 overlays/repository ConfigMap /data/MAX_MODELS "0" => MAX_MODELS must be between 1
 base ConfigMap /data/MODEL_BASE_PATH "/model" => MODEL_BASE_PATH is not a setting of `ml-serving serve`
 base ConfigMap /data/MAX_IN_FLIGHT "0" => MAX_IN_FLIGHT must be between 1

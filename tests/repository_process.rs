@@ -78,7 +78,12 @@ fn models_change_under_load_without_a_failed_request() {
     .unwrap();
     let server = Server::start_repository(
         &root,
-        &[("RELOAD_INTERVAL_SECS", "0.1"), ("DEFAULT_MODEL", "cancer")],
+        &[
+            ("RELOAD_INTERVAL_SECS", "0.1"),
+            ("DEFAULT_MODEL", "cancer"),
+            // As in the image: MODEL_PATH is set, and the repository takes its place.
+            ("MODEL_PATH", "/nonexistent/model.dat.gz"),
+        ],
     );
     assert_eq!(server.get("/ready").0, 200);
     let (_, listing) = server.get("/models");

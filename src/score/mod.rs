@@ -31,14 +31,9 @@ pub struct ScoreArgs {
     /// The model artifact (the same setting as `serve --model-path`; `--model` is an alias).
     #[arg(long, alias = "model", env = "MODEL_PATH", default_value = DEFAULT_MODEL_PATH)]
     pub model_path: PathBuf,
-    /// Take the model from this repository instead (`<dir>/<name>/<version>/<file>`, as
-    /// `serve --model-repository`): the one --model-name names.
-    #[arg(
-        long,
-        env = "MODEL_REPOSITORY",
-        requires = "model_name",
-        conflicts_with = "model_path"
-    )]
+    /// Take the model from this repository instead of --model-path (`<dir>/<name>/<version>/<file>`,
+    /// as `serve --model-repository`): the one --model-name names.
+    #[arg(long, env = "MODEL_REPOSITORY", requires = "model_name")]
     pub model_repository: Option<PathBuf>,
     /// The repository model to score with.
     #[arg(long, requires = "model_repository")]

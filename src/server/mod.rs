@@ -50,8 +50,8 @@ pub struct ServeArgs {
     /// Serve the model under this name instead of the one stored in the artifact.
     #[arg(long, env = "MODEL_NAME")]
     pub model_name: Option<String>,
-    /// Serve every model of this directory instead: <dir>/<name>/<version>/<model file> (docs/repository.md).
-    #[arg(long, env = "MODEL_REPOSITORY", conflicts_with_all = ["model_name", "model_path"])]
+    /// Serve every model of this directory instead of MODEL_PATH: <dir>/<name>/<version>/<model file> (docs/repository.md).
+    #[arg(long, env = "MODEL_REPOSITORY", conflicts_with = "model_name")]
     pub model_repository: Option<PathBuf>,
     /// The repository model that /predict, /predict/batch and /info serve (default: the only one).
     #[arg(long, env = "DEFAULT_MODEL", requires = "model_repository")]
