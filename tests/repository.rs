@@ -473,8 +473,14 @@ async fn repository_control_is_off_by_default_and_behind_the_api_key() {
     );
 
     let (_, app) = serve(settings(dir.path(), Some("cancer")), true, Some("k3y"));
-    let (status, _) = call(&app, "POST", "/v2/repository/models/other/unload", None, "").await;
+    let (status, body) = call(&app, "POST", "/v2/repository/models/other/unload", None, "").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // V2's own error shape, as the OpenAPI document says.
+    assert!(
+        body["error"].as_str().unwrap().contains("API key"),
+        "{body}"
+    );
+    assert!(body.get("detail").is_none(), "{body}");
 }
 
 async fn authorized(app: &Router, path: &str) -> StatusCode {

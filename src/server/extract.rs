@@ -5,14 +5,39 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::state::AppState;
 
 pub struct JsonBody(pub Bytes);
+
+/// Why a body could not be read.
+pub enum BodyError {
+    /// More than the limit arrived (whatever length was declared).
+    TooLarge,
+    /// The connection failed or the body was malformed (chunked encoding and the like).
+    Read(axum::Error),
+}
+
+/// The whole body of `req`, refused as soon as more than `limit` bytes have arrived. The one
+/// body limit of the prediction routes, read here rather than by a `DefaultBodyLimit` layer
+/// (which costs every request an extension and a boxed layer).
+pub async fn read_body(req: Request, limit: usize) -> Result<Bytes, BodyError> {
+    axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|e| {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                BodyError::TooLarge
+            } else {
+                BodyError::Read(e)
+            }
+        })
+}
 
 fn is_json(content_type: &str) -> bool {
     let mime = content_type.split(';').next().unwrap_or("").trim();
@@ -54,17 +79,9 @@ impl FromRequest<AppState> for JsonBody {
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(ApiError::BodyTooLarge { limit });
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::BodyTooLarge {
-                    limit: state.limits().body_bytes,
-                }
-            } else {
-                ApiError::MalformedJson(format!(
-                    "could not read the body: {}",
-                    rejection.body_text()
-                ))
-            }
+        let bytes = read_body(req, limit).await.map_err(|e| match e {
+            BodyError::TooLarge => ApiError::BodyTooLarge { limit },
+            BodyError::Read(e) => ApiError::MalformedJson(format!("could not read the body: {e}")),
         })?;
         Ok(Self(bytes))
     }

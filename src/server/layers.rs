@@ -1,6 +1,5 @@
 //! Middleware: request metrics by route template, the request id (`x-request-id`) and the
-//! optional access log, all in one layer; and the conversion of tower's timeout errors into
-//! API errors.
+//! optional access log, all in one layer; and the request timeout of the prediction routes.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -15,9 +14,7 @@ use axum::response::Response;
 use metrics::{Counter, Gauge, Histogram, Label};
 use pin_project_lite::pin_project;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tower::{BoxError, Layer, Service};
-
-use super::error::ApiError;
+use tower::{Layer, Service};
 
 /// Counts every request and times it, labelled by method, route template (never the raw URI)
 /// and status: `http_requests_total`, `http_request_duration_seconds`, and the gauge
@@ -64,11 +61,11 @@ fn request_id(req: &Request) -> HeaderValue {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = PREFIX.get_or_init(rand::random::<u32>);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    // Written on the stack: the header value is the only allocation.
-    let mut buf = std::io::Cursor::new([0u8; 8 + 1 + 16]);
-    std::io::Write::write_fmt(&mut buf, format_args!("{prefix:08x}-{n:x}")).expect("25 bytes fit");
-    let len = usize::try_from(buf.position()).expect("at most 25");
-    HeaderValue::from_bytes(&buf.get_ref()[..len]).expect("hex digits")
+    // `{prefix:08x}-{n:016x}`, written on the stack: the header value is the only allocation.
+    let mut id = [b'-'; 8 + 1 + 16];
+    hex::encode_to_slice(prefix.to_be_bytes(), &mut id[..8]).expect("8 hex digits");
+    hex::encode_to_slice(n.to_be_bytes(), &mut id[9..]).expect("16 hex digits");
+    HeaderValue::from_bytes(&id).expect("hex digits")
 }
 
 impl<S> Service<Request> for Metrics<S>
@@ -265,11 +262,77 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// Turns the errors of tower's timeout layer into API errors.
-pub async fn handle_tower_error(err: BoxError) -> ApiError {
-    if err.is::<tower::timeout::error::Elapsed>() {
-        ApiError::Timeout
-    } else {
-        ApiError::Internal(err.to_string())
+/// The request timeout of the prediction routes, from the request's arrival to its answer
+/// (reading the body and computing). Over time, the route family's own error (`on_timeout`)
+/// is the answer. One plain layer rather than tower's `Timeout` under `HandleErrorLayer`:
+/// one boxed layer per route fewer.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeoutLayer {
+    pub timeout: std::time::Duration,
+    pub on_timeout: fn() -> Response,
+}
+
+impl<S> Layer<S> for TimeoutLayer {
+    type Service = Timeout<S>;
+
+    fn layer(&self, inner: S) -> Timeout<S> {
+        Timeout {
+            inner,
+            layer: *self,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Timeout<S> {
+    inner: S,
+    layer: TimeoutLayer,
+}
+
+impl<S> Service<Request> for Timeout<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = TimeoutFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        TimeoutFuture {
+            inner: self.inner.call(req),
+            sleep: tokio::time::sleep(self.layer.timeout),
+            on_timeout: self.layer.on_timeout,
+        }
+    }
+}
+
+pin_project! {
+    /// The inner future, or `on_timeout`'s answer once the sleep ends first.
+    pub struct TimeoutFuture<F> {
+        #[pin]
+        inner: F,
+        #[pin]
+        sleep: tokio::time::Sleep,
+        on_timeout: fn() -> Response,
+    }
+}
+
+impl<F, E> Future for TimeoutFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(result) = this.inner.poll(cx) {
+            return Poll::Ready(result);
+        }
+        std::task::ready!(this.sleep.poll(cx));
+        Poll::Ready(Ok((this.on_timeout)()))
     }
 }

@@ -20,12 +20,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::error_handling::HandleErrorLayer;
-use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceBuilder;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use conn::{ConnSettings, Protocol, serve, serve_with};
@@ -320,9 +318,10 @@ fn router(state: AppState, slots: Slots, request_timeout: Duration, access_log: 
     // The timeout covers the body and the computation; the in-flight slot is taken only once
     // the body is in (`Slots`), so a client still uploading never holds one. /predict and the
     // V2 inference routes draw on the same slots.
-    let guards = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(layers::handle_tower_error))
-        .timeout(request_timeout);
+    let timeout = |on_timeout| layers::TimeoutLayer {
+        timeout: request_timeout,
+        on_timeout,
+    };
     let predictions = Router::new()
         .route("/predict", post(routes::predict))
         .route("/predict/batch", post(routes::predict_batch))
@@ -339,10 +338,10 @@ fn router(state: AppState, slots: Slots, request_timeout: Duration, access_log: 
             "/models/{name}/versions/{version}/predict/batch",
             post(routes::model_predict_batch),
         )
-        .route_layer(guards.clone());
-    let v2_infer = v2::infer_routes()
-        .route_layer(guards)
-        .route_layer(axum::middleware::map_response(v2::error_body));
+        .route_layer(timeout(|| ApiError::Timeout.into_response()));
+    let v2_infer = v2::infer_routes().route_layer(timeout(|| {
+        v2::V2Error::from(ApiError::Timeout).into_response()
+    }));
     Router::new()
         .route("/info", get(routes::info))
         .route("/health", get(routes::health))
@@ -358,10 +357,8 @@ fn router(state: AppState, slots: Slots, request_timeout: Duration, access_log: 
         .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.limits().body_bytes))
-        .layer(axum::Extension(slots))
         .layer(layers::MetricsLayer { access_log })
-        .with_state(state)
+        .with_state(state.with_slots(slots))
 }
 
 /// The signals the server answers, installed before the port is bound: a signal in the first

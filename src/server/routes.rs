@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 
 use super::features;
 use crate::model::Model;
@@ -16,7 +16,7 @@ use crate::wire::{
 };
 
 use super::error::ApiError;
-use super::extract::{Authorized, JsonBody, Slots};
+use super::extract::{Authorized, JsonBody};
 use super::state::{AppState, ServedModel};
 
 /// Predict one row.
@@ -34,11 +34,10 @@ use super::state::{AppState, ServedModel};
 )]
 pub async fn predict(
     State(state): State<AppState>,
-    Extension(slots): Extension<Slots>,
     _: Authorized,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let _slot = slots.take()?;
+    let _slot = state.slots().take()?;
     predict_one(&*state.model()?, &body)
 }
 
@@ -69,13 +68,12 @@ fn predict_one(model: &ServedModel, body: &[u8]) -> Result<Response, ApiError> {
 )]
 pub async fn predict_batch(
     State(state): State<AppState>,
-    Extension(slots): Extension<Slots>,
     RawQuery(query): RawQuery,
     _: Authorized,
     JsonBody(body): JsonBody,
 ) -> Result<Json<BatchResponse>, ApiError> {
     let with_scores = wants_scores(query.as_deref())?;
-    let _slot = slots.take()?;
+    let _slot = state.slots().take()?;
     predict_many(&state, &*state.model()?, &body, with_scores)
 }
 
@@ -129,20 +127,18 @@ fn path_error(rejection: PathRejection) -> ApiError {
 /// against its own features (the OpenAPI document lists each model's).
 pub async fn model_predict(
     State(state): State<AppState>,
-    Extension(slots): Extension<Slots>,
     path: Result<Path<ModelPath>, PathRejection>,
     _: Authorized,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let model = path.map_err(path_error)?.resolve(&state)?;
-    let _slot = slots.take()?;
+    let _slot = state.slots().take()?;
     predict_one(&model, &body)
 }
 
 /// `POST /models/{name}[/versions/{version}]/predict/batch`.
 pub async fn model_predict_batch(
     State(state): State<AppState>,
-    Extension(slots): Extension<Slots>,
     path: Result<Path<ModelPath>, PathRejection>,
     RawQuery(query): RawQuery,
     _: Authorized,
@@ -150,7 +146,7 @@ pub async fn model_predict_batch(
 ) -> Result<Json<BatchResponse>, ApiError> {
     let model = path.map_err(path_error)?.resolve(&state)?;
     let with_scores = wants_scores(query.as_deref())?;
-    let _slot = slots.take()?;
+    let _slot = state.slots().take()?;
     predict_many(&state, &model, &body, with_scores)
 }
 

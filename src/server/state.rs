@@ -13,6 +13,7 @@ use crate::model::{Answer, Model};
 use crate::wire::PredictResponse;
 
 use super::error::ApiError;
+use super::extract::Slots;
 use super::registry::{RefreshError, Registry, RegistrySettings, ReloadOutcome, Snapshot, Source};
 
 /// A checked model as the server serves it, with what the hot path needs precomputed.
@@ -157,9 +158,10 @@ struct Shared {
     openapi: Mutex<Option<(u64, Bytes)>>,
 }
 
-/// Cheap to clone: one `Arc`.
+/// Cheap to clone: two `Arc`s. The state of every route, holding the prediction slots too
+/// (rather than a request extension, which would cost every request an insertion).
 #[derive(Debug, Clone)]
-pub struct AppState(Arc<Shared>);
+pub struct AppState(Arc<Shared>, Slots);
 
 impl AppState {
     /// The state of a server of one model file (`MODEL_PATH`).
@@ -193,14 +195,28 @@ impl AppState {
         api_key: Option<String>,
         control: bool,
     ) -> Self {
-        Self(Arc::new(Shared {
-            registry,
-            limits,
-            api_key,
-            control,
-            shutting_down: AtomicBool::new(false),
-            openapi: Mutex::new(None),
-        }))
+        Self(
+            Arc::new(Shared {
+                registry,
+                limits,
+                api_key,
+                control,
+                shutting_down: AtomicBool::new(false),
+                openapi: Mutex::new(None),
+            }),
+            // Unbounded until the router gives the state the server's own (`with_slots`).
+            Slots::new(tokio::sync::Semaphore::MAX_PERMITS),
+        )
+    }
+
+    /// This state drawing on `slots` (`MAX_IN_FLIGHT`, shared with the gRPC service).
+    pub fn with_slots(self, slots: Slots) -> Self {
+        Self(self.0, slots)
+    }
+
+    /// The prediction slots.
+    pub fn slots(&self) -> &Slots {
+        &self.1
     }
 
     /// The default model's live version (`/predict`, `/info`); a request keeps the one it

@@ -1,17 +1,19 @@
 //! The body of a V2 inference request as clients send it: JSON with or without a Content-Type
 //! (tritonclient sends none), the binary tensor extension's `Inference-Header-Content-Length`,
 //! and `Content-Encoding: gzip`/`deflate` inflated within the same body limit; and whether the
-//! answer may be gzipped (`Accept-Encoding`).
+//! answer may be gzipped (`Accept-Encoding`); and the API key, checked in V2's own error shape.
 
 use std::io::Read;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 
 use super::error::{V2Error, bad};
 use crate::server::ApiError;
 use crate::server::AppState;
+use crate::server::extract::{Authorized, BodyError, read_body};
 
 /// The binary tensor extension's header: the length of the JSON part of the body.
 pub use crate::wire::V2_HEADER_LENGTH as HEADER_LENGTH;
@@ -146,15 +148,9 @@ impl FromRequest<AppState> for V2Body {
         let header_length = header_length(text(headers, HEADER_LENGTH))?;
         let gzip_answer = accepts_gzip(headers);
         let limit = state.limits().body_bytes;
-        let raw = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                V2Error::from(ApiError::BodyTooLarge { limit })
-            } else {
-                bad(format!(
-                    "could not read the body: {}",
-                    rejection.body_text()
-                ))
-            }
+        let raw = read_body(req, limit).await.map_err(|e| match e {
+            BodyError::TooLarge => V2Error::from(ApiError::BodyTooLarge { limit }),
+            BodyError::Read(e) => bad(format!("could not read the body: {e}")),
         })?;
         let bytes = match encoding {
             Encoding::Identity => raw,
@@ -173,9 +169,23 @@ impl FromRequest<AppState> for V2Body {
     }
 }
 
+/// [`Authorized`] for the V2 routes: a missing or wrong key is V2's `{"error"}` 401, given
+/// before the body is read.
+pub struct V2Authorized;
+
+impl FromRequestParts<AppState> for V2Authorized {
+    type Rejection = V2Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, V2Error> {
+        Authorized::from_request_parts(parts, state).await?;
+        Ok(Self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
     use std::io::Write;
 
     #[test]

@@ -1,13 +1,10 @@
 //! `V2Error`: the V2 routes' one status table, and the `{"error"}` body every V2 answer uses.
 
 use axum::Json;
-use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-
-use crate::wire::ErrorBody;
 
 use crate::server::ApiError;
 
@@ -75,32 +72,12 @@ impl IntoResponse for V2Error {
         if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
             tracing::error!(status = status.as_u16(), error = %self.message(), "request failed");
         }
-        error_response(status, self.message())
-    }
-}
-
-/// Middleware for the V2 inference routes: the errors their guards answer in the rest of the
-/// server's shape (401, 408, 429: `{"detail": "..."}`) get V2's `{"error": "..."}` instead,
-/// status and headers unchanged.
-pub async fn error_body(response: Response) -> Response {
-    if response.status().is_success() {
-        return response;
-    }
-    let (mut parts, body) = response.into_parts();
-    let bytes = match axum::body::to_bytes(body, 64 * 1024).await {
-        Ok(bytes) => bytes,
-        Err(e) => return error_response(parts.status, format!("reading the error: {e}")),
-    };
-    match serde_json::from_slice::<ErrorBody>(&bytes) {
-        Ok(ErrorBody { detail }) => {
-            let json = serde_json::to_vec(&V2ErrorBody { error: detail }).unwrap_or_default();
-            parts.headers.remove(header::CONTENT_LENGTH);
-            parts.headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            Response::from_parts(parts, Body::from(json))
+        let mut response = error_response(status, self.message());
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        Err(_) => Response::from_parts(parts, Body::from(bytes)),
+        response
     }
 }

@@ -10,6 +10,7 @@
 
 use std::io::Write;
 
+use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
@@ -17,10 +18,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;
 use axum::routing::{any, get, post};
-use axum::{Extension, Json};
 
 use super::error::ApiError;
-use super::extract::{Authorized, Slots};
 use super::registry::LookupError;
 use super::state::{AppState, ServedModel};
 use std::sync::Arc;
@@ -47,9 +46,9 @@ mod types;
 pub use crate::model::OutputData;
 pub use binary::raw;
 pub use body::HEADER_LENGTH;
-use body::V2Body;
+use body::{V2Authorized, V2Body};
 use error::bad;
-pub use error::{V2Error, V2ErrorBody, error_body};
+pub use error::{V2Error, V2ErrorBody};
 use tensors::select_outputs;
 pub use tensors::{Datatype, ReadRules, Source, Tensor, output_named, output_shape, read_inputs};
 pub use types::*;
@@ -305,13 +304,12 @@ fn run_inference(
     state: &AppState,
     name: &str,
     version: Option<&str>,
-    slots: &Slots,
     body: Result<V2Body, V2Error>,
 ) -> Result<Response, V2Error> {
     let model = lookup(state, name, version)?;
     let body = body?;
     // The slot is taken once the body is in: a client still uploading holds none.
-    let _slot = slots.take()?;
+    let _slot = state.slots().take()?;
     let (header, binary) = binary::split(&body.bytes, body.header_length)?;
     let request: InferenceRequest = serde_json::from_slice(header).map_err(|e| json_error(&e))?;
     let specs = model.model.outputs();
@@ -421,13 +419,12 @@ fn encode(
 )]
 pub async fn infer(
     State(state): State<AppState>,
-    Extension(slots): Extension<Slots>,
-    _: Authorized,
+    _: V2Authorized,
     path: Result<Path<String>, PathRejection>,
     body: Result<V2Body, V2Error>,
 ) -> Result<Response, V2Error> {
     let Path(name) = path.map_err(path_error)?;
-    run_inference(&state, &name, None, &slots, body)
+    run_inference(&state, &name, None, body)
 }
 
 /// Predict a batch from V2 tensors, naming the model's version.
@@ -449,13 +446,12 @@ pub async fn infer(
 )]
 pub async fn infer_version(
     State(state): State<AppState>,
-    Extension(slots): Extension<Slots>,
-    _: Authorized,
+    _: V2Authorized,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<V2Body, V2Error>,
 ) -> Result<Response, V2Error> {
     let Path((name, version)) = path.map_err(path_error)?;
-    run_inference(&state, &name, Some(&version), &slots, body)
+    run_inference(&state, &name, Some(&version), body)
 }
 
 async fn unknown_route(uri: Uri) -> V2Error {
@@ -586,7 +582,7 @@ pub async fn repository_index(
 )]
 pub async fn repository_load(
     State(state): State<AppState>,
-    _: Authorized,
+    _: V2Authorized,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, V2Error> {
     let Path(name) = path.map_err(path_error)?;
@@ -608,7 +604,7 @@ pub async fn repository_load(
 )]
 pub async fn repository_unload(
     State(state): State<AppState>,
-    _: Authorized,
+    _: V2Authorized,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, V2Error> {
     let Path(name) = path.map_err(path_error)?;
@@ -694,8 +690,7 @@ pub fn open_routes() -> Router<AppState> {
         .route("/v2/{*rest}", any(unknown_route))
 }
 
-/// The V2 inference routes, to be put behind the same guards as `/predict` and wrapped in
-/// [`error_body`].
+/// The V2 inference routes, to be put behind the same timeout as `/predict`.
 pub fn infer_routes() -> Router<AppState> {
     Router::new()
         .route(
