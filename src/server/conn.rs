@@ -208,12 +208,17 @@ impl Activity {
         let limit_ms = millis(limit);
         let elapsed = now.saturating_sub(since);
         if elapsed >= limit_ms {
-            Verdict::Close(reason)
-        } else {
-            Verdict::Keep {
-                recheck: Duration::from_millis(limit_ms - elapsed),
-            }
+            return Verdict::Close(reason);
         }
+        let mut recheck = Duration::from_millis(limit_ms - elapsed);
+        if head_started == 0 {
+            // Look again within a header timeout even when the idle deadline is further: a
+            // head that starts meanwhile then never needs the watchdog woken early (no wake-up
+            // per request on a keep-alive connection), at the price of a look every
+            // `header_read_timeout` on an idle one.
+            recheck = recheck.min(settings.header_read_timeout);
+        }
+        Verdict::Keep { recheck }
     }
 }
 
@@ -438,6 +443,8 @@ where
         };
         sleep.as_mut().reset(tokio::time::Instant::now() + recheck);
         tokio::select! {
+            // The connection first: it is what wakes the task nearly every time.
+            biased;
             result = conn.as_mut() => {
                 if let Err(err) = result {
                     tracing::debug!(error = %err, "connection ended with an error");

@@ -315,13 +315,9 @@ pub fn app_with_slots(state: AppState, slots: Slots, request_timeout: Duration) 
 /// The router; with `access_log`, one `access` line per request, and every log line of a
 /// request in a span holding its id.
 fn router(state: AppState, slots: Slots, request_timeout: Duration, access_log: bool) -> Router {
-    // The timeout covers the body and the computation; the in-flight slot is taken only once
-    // the body is in (`Slots`), so a client still uploading never holds one. /predict and the
-    // V2 inference routes draw on the same slots.
-    let timeout = |on_timeout| layers::TimeoutLayer {
-        timeout: request_timeout,
-        on_timeout,
-    };
+    // The timeout (`timeout_answer`) covers the body and the computation; the in-flight slot
+    // is taken only once the body is in (`Slots`), so a client still uploading never holds
+    // one. /predict and the V2 inference routes draw on the same slots.
     let predictions = Router::new()
         .route("/predict", post(routes::predict))
         .route("/predict/batch", post(routes::predict_batch))
@@ -337,11 +333,7 @@ fn router(state: AppState, slots: Slots, request_timeout: Duration, access_log: 
         .route(
             "/models/{name}/versions/{version}/predict/batch",
             post(routes::model_predict_batch),
-        )
-        .route_layer(timeout(|| ApiError::Timeout.into_response()));
-    let v2_infer = v2::infer_routes().route_layer(timeout(|| {
-        v2::V2Error::from(ApiError::Timeout).into_response()
-    }));
+        );
     Router::new()
         .route("/info", get(routes::info))
         .route("/health", get(routes::health))
@@ -352,13 +344,32 @@ fn router(state: AppState, slots: Slots, request_timeout: Duration, access_log: 
         .route("/models/{name}/versions/{version}", get(routes::model_info))
         .route("/openapi.json", get(openapi::serve))
         .merge(predictions)
-        .merge(v2_infer)
+        .merge(v2::infer_routes())
         .merge(v2::open_routes())
         .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(layers::MetricsLayer { access_log })
+        .layer(layers::MetricsLayer {
+            access_log,
+            timeout: request_timeout,
+            timed: timeout_answer,
+        })
         .with_state(state.with_slots(slots))
+}
+
+/// The answer to a request over `REQUEST_TIMEOUT`, by route template: the prediction routes
+/// (`/predict`, `/predict/batch` and their per-model forms; V2 inference in V2's error shape)
+/// are timed, the rest (health, metrics, documents, repository control) are not.
+fn timeout_answer(route: &str) -> Option<layers::TimeoutAnswer> {
+    if route.starts_with("/v2/") {
+        route
+            .ends_with("/infer")
+            .then_some(|| v2::V2Error::from(ApiError::Timeout).into_response())
+    } else if route.ends_with("/predict") || route.ends_with("/predict/batch") {
+        Some(|| ApiError::Timeout.into_response())
+    } else {
+        None
+    }
 }
 
 /// The signals the server answers, installed before the port is bound: a signal in the first
