@@ -268,3 +268,28 @@ fn without_the_access_log_requests_are_not_logged() {
     assert_eq!(server.get("/health").0, 200);
     assert!(!server.logs().contains("\"access\""), "{}", server.logs());
 }
+
+#[test]
+fn the_real_process_counts_from_its_first_request() {
+    // `serve` builds the metrics recorder on a thread of its own while the model loads; the
+    // model's counters, taken at start-up, must still land in it (a handle taken before the
+    // recorder is installed counts nothing, for ever).
+    let server = Server::start(&bundled_model_path(), &[]);
+    let (status, body) = http(server.addr, "POST", "/predict", Some(SAMPLE));
+    assert_eq!(status, 200, "{body}");
+    let label = body["label"].as_str().unwrap().to_string();
+    let metrics = server.get("/metrics").1;
+    let text = metrics.as_str().unwrap();
+    let counted = text.lines().any(|l| {
+        l.starts_with("predictions_total{")
+            && l.contains(&format!("label=\"{label}\""))
+            && l.ends_with(" 1")
+    });
+    assert!(counted, "{text}");
+    for line in [
+        r#"model_loads_total{trigger="startup",outcome="success"} 1"#,
+        r#"http_requests_total{method="POST",route="/predict",status="200"} 1"#,
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+}

@@ -40,6 +40,9 @@ pub async fn read_body(req: Request, limit: usize) -> Result<Bytes, BodyError> {
 }
 
 fn is_json(content_type: &str) -> bool {
+    if content_type == "application/json" {
+        return true; // what nearly every client sends
+    }
     let mime = content_type.split(';').next().unwrap_or("").trim();
     mime.eq_ignore_ascii_case("application/json")
         || mime.rsplit_once('+').is_some_and(|(kind, suffix)| {

@@ -435,9 +435,16 @@ fn exit_now(signal: &str) -> ! {
 
 /// `ml-serving serve`.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    // Building the Prometheus recorder calibrates a clock (quanta: at least half a millisecond
+    // of busy loops, more on a busy machine): on its own thread, beside the settings check, the
+    // logging, the runtime's start and the model's load. Whatever takes a metric handle first
+    // waits for it (`telemetry::metrics_handle`; the registry, before the model's handles).
+    std::thread::Builder::new()
+        .name("metrics-init".into())
+        .spawn(crate::telemetry::metrics_handle)
+        .context("starting a thread")?;
     let settings = args.check()?;
     crate::telemetry::init_logging(&args.log_filter, args.log_json)?;
-    crate::telemetry::metrics_handle();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -445,6 +452,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let signals = Signals::install()?;
         let state = args.state(&settings).inspect_err(|_| {
+            crate::telemetry::metrics_handle();
             metrics::counter!("model_loads_total", "trigger" => "startup", "outcome" => "failure")
                 .increment(1);
         })?;

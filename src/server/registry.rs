@@ -277,10 +277,15 @@ impl Registry {
         match &settings.source {
             Source::File { path, name } => {
                 let model = Model::load(path, settings.model_bytes)?;
+                // Metric handles are taken from here on: the recorder is installed first
+                // (`serve` builds it on another thread while the model loads; this waits).
+                crate::telemetry::metrics_handle();
                 let served = ServedModel::new(model, name.as_deref());
                 Ok(Self::single(served, settings))
             }
             Source::Repository { root } => {
+                // Loads are counted from the first: the recorder is installed first.
+                crate::telemetry::metrics_handle();
                 let root = root.clone();
                 let registry = Self {
                     snapshot: ArcSwap::from_pointee(Snapshot::default()),

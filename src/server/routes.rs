@@ -45,7 +45,13 @@ pub async fn predict(
 fn predict_one(model: &ServedModel, body: &[u8]) -> Result<Response, ApiError> {
     let row = features::parse_row(model.features(), body, model.model.nonnegative_features())?;
     if let Some(body) = model.native_answer_body(&row)? {
-        return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
+        // Built by hand: `(headers, body).into_response()` sets a content type, then ours.
+        let mut response = Response::new(axum::body::Body::from(body));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
+        return Ok(response);
     }
     let answer = model.answers(&row)?.pop();
     Ok(Json(answer).into_response())
