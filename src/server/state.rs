@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use metrics::Counter;
 use ndarray::ArrayView2;
 
-use crate::model::{Answer, Model};
+use crate::model::{Answer, Model, OutputSpec};
 use crate::wire::PredictResponse;
 
 use super::error::ApiError;
@@ -33,6 +33,8 @@ pub struct ServedModel {
     classes: Vec<String>,
     /// `predictions_total` by class.
     predictions: Vec<Counter>,
+    /// The model's outputs (`Servable::outputs`), listed once rather than per V2 request.
+    pub outputs: Vec<OutputSpec>,
 }
 
 impl ServedModel {
@@ -75,6 +77,7 @@ impl ServedModel {
             Model::Onnx(_) => (Vec::new(), classes.iter().map(|l| counter(l)).collect()),
         };
         Self {
+            outputs: model.outputs(),
             bodies,
             classes,
             predictions,

@@ -248,8 +248,8 @@ impl InferenceService {
                 })
             })
             .collect::<Result<_, Status>>()?;
-        let specs = model.model.outputs();
-        let wanted = outputs(request, &specs).map_err(|e| status(&e))?;
+        let specs = &model.outputs;
+        let wanted = outputs(request, specs).map_err(|e| status(&e))?;
         let rules = v2::ReadRules {
             max_rows: model.batch_rows.min(self.state.limits().batch_rows),
             nonnegative: model.model.nonnegative_features(),

@@ -312,8 +312,8 @@ fn run_inference(
     let _slot = state.slots().take()?;
     let (header, binary) = binary::split(&body.bytes, body.header_length)?;
     let request: InferenceRequest = serde_json::from_slice(header).map_err(|e| json_error(&e))?;
-    let specs = model.model.outputs();
-    let selected = select_outputs(&request, &specs)?;
+    let specs = &model.outputs;
+    let selected = select_outputs(&request, specs)?;
     let tensors = binary::tensors(&request, binary, body.header_length)?;
     let values = read_inputs(
         model.features(),

@@ -32,7 +32,7 @@ pub fn output_shape(spec: &OutputSpec, rows: u64) -> Vec<u64> {
 pub(super) fn flag(
     parameters: Option<&serde_json::Map<String, Value>>,
     key: &str,
-    whose: &str,
+    whose: &dyn std::fmt::Display,
 ) -> Result<Option<bool>, V2Error> {
     match parameters.and_then(|p| p.get(key)) {
         None => Ok(None),
@@ -54,7 +54,7 @@ pub(super) fn select_outputs(
     let all_binary = flag(
         request.parameters.as_ref(),
         "binary_data_output",
-        "the request",
+        &"the request",
     )?
     .unwrap_or(false);
     let Some(wanted) = request.outputs.as_deref().filter(|o| !o.is_empty()) else {
@@ -66,7 +66,8 @@ pub(super) fn select_outputs(
         if selected.iter().any(|(o, _)| *o == output) {
             return Err(bad(format!("output {:?} is asked for twice", out.name)));
         }
-        let whose = format!("output {:?}", out.name);
+        // The output's name is written out only for an error.
+        let whose = format_args!("output {:?}", out.name);
         let binary = flag(out.parameters.as_ref(), "binary_data", &whose)?.unwrap_or(all_binary);
         selected.push((output, binary));
     }
