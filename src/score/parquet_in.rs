@@ -251,6 +251,7 @@ impl ParquetSource {
             covered: to - from,
         };
         let mut bad = Vec::new();
+        let mut id = String::new();
         for row in from..to {
             let r = (row - start) as usize;
             let mark = rows.values.len();
@@ -275,7 +276,10 @@ impl ParquetSource {
                 continue;
             }
             match ids {
-                Some(ids) => rows.ids.push(Some(&id_text(ids, r)), row + 1),
+                Some(ids) => {
+                    id_text(ids, r, &mut id);
+                    rows.ids.push(Some(&id), row + 1);
+                }
                 None => rows.ids.push(None, row + 1),
             }
         }
@@ -311,26 +315,38 @@ fn to_f64(array: &ArrayRef) -> Vec<f64> {
     }
 }
 
-/// Row `r` of an `id` column (text or integers) as text; a null id is empty.
-fn id_text(ids: &ArrayRef, r: usize) -> String {
+/// Row `r` of an `id` column (text or integers) as text, into `out`; a null id is empty.
+fn id_text(ids: &ArrayRef, r: usize, out: &mut String) {
+    out.clear();
     if ids.is_null(r) {
-        return String::new();
+        return;
     }
-    match ids.data_type() {
-        DataType::Utf8 => ids.as_string::<i32>().value(r).to_string(),
-        DataType::LargeUtf8 => ids.as_string::<i64>().value(r).to_string(),
-        DataType::Utf8View => ids.as_string_view().value(r).to_string(),
-        DataType::Int8 => ids.as_primitive::<Int8Type>().value(r).to_string(),
-        DataType::Int16 => ids.as_primitive::<Int16Type>().value(r).to_string(),
-        DataType::Int32 => ids.as_primitive::<Int32Type>().value(r).to_string(),
-        DataType::Int64 => ids.as_primitive::<Int64Type>().value(r).to_string(),
-        DataType::UInt8 => ids.as_primitive::<UInt8Type>().value(r).to_string(),
-        DataType::UInt16 => ids.as_primitive::<UInt16Type>().value(r).to_string(),
-        DataType::UInt32 => ids.as_primitive::<UInt32Type>().value(r).to_string(),
-        DataType::UInt64 => ids.as_primitive::<UInt64Type>().value(r).to_string(),
-        DataType::Float16 => ids.as_primitive::<Float16Type>().value(r).to_string(),
-        DataType::Float32 => ids.as_primitive::<Float32Type>().value(r).to_string(),
-        DataType::Float64 => ids.as_primitive::<Float64Type>().value(r).to_string(),
-        _ => String::new(),
-    }
+    let mut number = itoa::Buffer::new();
+    let text = match ids.data_type() {
+        DataType::Utf8 => ids.as_string::<i32>().value(r),
+        DataType::LargeUtf8 => ids.as_string::<i64>().value(r),
+        DataType::Utf8View => ids.as_string_view().value(r),
+        DataType::Int8 => number.format(ids.as_primitive::<Int8Type>().value(r)),
+        DataType::Int16 => number.format(ids.as_primitive::<Int16Type>().value(r)),
+        DataType::Int32 => number.format(ids.as_primitive::<Int32Type>().value(r)),
+        DataType::Int64 => number.format(ids.as_primitive::<Int64Type>().value(r)),
+        DataType::UInt8 => number.format(ids.as_primitive::<UInt8Type>().value(r)),
+        DataType::UInt16 => number.format(ids.as_primitive::<UInt16Type>().value(r)),
+        DataType::UInt32 => number.format(ids.as_primitive::<UInt32Type>().value(r)),
+        DataType::UInt64 => number.format(ids.as_primitive::<UInt64Type>().value(r)),
+        DataType::Float16 => {
+            out.push_str(&ids.as_primitive::<Float16Type>().value(r).to_string());
+            return;
+        }
+        DataType::Float32 => {
+            out.push_str(&ids.as_primitive::<Float32Type>().value(r).to_string());
+            return;
+        }
+        DataType::Float64 => {
+            out.push_str(&ids.as_primitive::<Float64Type>().value(r).to_string());
+            return;
+        }
+        _ => "",
+    };
+    out.push_str(text);
 }
