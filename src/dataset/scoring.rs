@@ -230,6 +230,40 @@ impl<R: BufRead> LineReader<R> {
             too_long,
         }))
     }
+
+    /// Passes over the next line without keeping it (counted as [`Self::next_line`] counts);
+    /// returns whether it is blank (nothing but a `\r`), or `None` at the end of the input.
+    pub fn skip_line(&mut self) -> io::Result<Option<bool>> {
+        let (mut len, mut last_cr, mut any) = (0usize, false, false);
+        loop {
+            let available = match self.inner.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if available.is_empty() {
+                if !any {
+                    return Ok(None);
+                }
+                break;
+            }
+            any = true;
+            let (chunk, used, done) = match memchr::memchr(b'\n', available) {
+                Some(i) => (&available[..i], i + 1, true),
+                None => (available, available.len(), false),
+            };
+            if let Some(&last) = chunk.last() {
+                len = len.saturating_add(chunk.len());
+                last_cr = last == b'\r';
+            }
+            self.inner.consume(used);
+            if done {
+                break;
+            }
+        }
+        self.line += 1;
+        Ok(Some(len == 0 || (len == 1 && last_cr)))
+    }
 }
 
 /// The columns of a scoring CSV that matter: the model's features, in the model's order, and
@@ -608,6 +642,22 @@ mod tests {
     }
 
     proptest! {
+        /// Skipping a line sees it as blank exactly when reading it gives an empty line, and
+        /// both count the same lines.
+        #[test]
+        fn skipped_lines_are_blank_as_read_lines_are(text in "[a\r\n,]{0,40}", capacity in 1usize..8) {
+            let mut reader = LineReader::new(io::BufReader::with_capacity(capacity, text.as_bytes()));
+            let mut skipper = LineReader::new(io::BufReader::with_capacity(capacity, text.as_bytes()));
+            let mut buf = Vec::new();
+            while let Some(line) = reader.next_line(&mut buf).unwrap() {
+                let blank = line.start == line.end && !line.too_long;
+                prop_assert_eq!(skipper.skip_line().unwrap(), Some(blank));
+                prop_assert_eq!(skipper.line, line.number);
+                buf.clear();
+            }
+            prop_assert_eq!(skipper.skip_line().unwrap(), None);
+        }
+
         /// A plain number reads as the standard library reads it, to the bit; anything the
         /// fast parser takes, the standard library takes too.
         #[test]

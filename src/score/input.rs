@@ -227,18 +227,16 @@ fn count_rows(path: &Path, format: Format) -> anyhow::Result<u64> {
     let reader =
         format::open_csv(path, format).with_context(|| format!("opening {}", path.display()))?;
     let mut lines = LineReader::new(reader);
-    let mut buf = Vec::new();
     let mut rows = 0u64;
     let mut header = true;
-    while let Some(line) = lines
-        .next_line(&mut buf)
+    while let Some(blank) = lines
+        .skip_line()
         .with_context(|| format!("counting the rows of {}", path.display()))?
     {
-        if !header && (line.end > line.start || line.too_long) {
+        if !header && !blank {
             rows += 1;
         }
         header = false;
-        buf.clear();
     }
     Ok(rows)
 }
@@ -252,6 +250,14 @@ impl CsvSource {
         bytes.clear();
         lines.clear();
         while !self.done && lines.len() < self.chunking.chunk_rows && bytes.len() < CHUNK_BYTES {
+            // The rows before the part are passed over, not read.
+            if self.range.as_ref().is_some_and(|r| self.rows < r.start) {
+                match self.lines.skip_line()? {
+                    None => self.done = true,
+                    Some(blank) => self.rows += u64::from(!blank),
+                }
+                continue;
+            }
             let mark = bytes.len();
             let Some(line) = self.lines.next_line(&mut bytes)? else {
                 self.done = true;
