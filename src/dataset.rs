@@ -1,6 +1,7 @@
 //! Reading tabular data from CSV: the training set (features plus a two-class target) here, and
 //! the rows to score (features only, an optional `id` passed through) in [`scoring`].
 
+pub mod fields;
 pub mod scoring;
 
 pub use scoring::{RowError, ScoringRows, load_for_scoring};

@@ -3,6 +3,7 @@
 
 mod ensemble;
 mod imputer;
+mod rbf;
 mod scaler;
 
 pub use ensemble::{EnsembleParams, FitError, FittedEnsemble, Votes, scale_gamma};

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use rayon::prelude::*;
 
 use super::format::{self, Format};
-use super::parquet_in::ParquetSource;
+use super::parquet_in::{Batch, Layout, ParquetSource};
 use super::{CHUNK_BYTES, Chunking, Ids, Rows, Shard};
 use crate::dataset::DatasetError;
 use crate::dataset::scoring::{
@@ -28,8 +28,11 @@ pub enum Chunk {
         columns: Arc<ScoringColumns>,
         part_rows: usize,
     },
-    /// Rows already read into parts (Parquet).
-    Parts(Vec<Rows>),
+    /// Parquet batches, a part each, checked in parallel by [`Chunk::par_map`].
+    Batches {
+        batches: Vec<Batch>,
+        layout: Arc<Layout>,
+    },
 }
 
 /// A chunk's lines; dropped, the buffers go back to the reader for the next chunk, so a run
@@ -184,7 +187,9 @@ impl Source {
     pub fn next_chunk(&mut self) -> anyhow::Result<Option<Chunk>> {
         match &mut self.kind {
             Kind::Csv(csv) => csv.next_chunk().context("reading the input"),
-            Kind::Parquet(p) => Ok(p.next_chunk()?.map(Chunk::Parts)),
+            Kind::Parquet(p) => Ok(p
+                .next_chunk()?
+                .map(|(batches, layout)| Chunk::Batches { batches, layout })),
         }
     }
 }
@@ -205,7 +210,14 @@ impl Chunk {
                 .par_chunks(part_rows)
                 .map(|part| f(parse(&columns, part, &buffers.bytes)))
                 .collect(),
-            Chunk::Parts(parts) => parts.into_par_iter().map(f).collect(),
+            Chunk::Batches { batches, layout } => batches
+                .into_par_iter()
+                .map(|batch| {
+                    let rows = layout.rows(&batch)?;
+                    drop(batch); // before scoring: memory
+                    f(rows)
+                })
+                .collect(),
         }
     }
 }
@@ -215,18 +227,16 @@ fn count_rows(path: &Path, format: Format) -> anyhow::Result<u64> {
     let reader =
         format::open_csv(path, format).with_context(|| format!("opening {}", path.display()))?;
     let mut lines = LineReader::new(reader);
-    let mut buf = Vec::new();
     let mut rows = 0u64;
     let mut header = true;
-    while let Some(line) = lines
-        .next_line(&mut buf)
+    while let Some(blank) = lines
+        .skip_line()
         .with_context(|| format!("counting the rows of {}", path.display()))?
     {
-        if !header && (line.end > line.start || line.too_long) {
+        if !header && !blank {
             rows += 1;
         }
         header = false;
-        buf.clear();
     }
     Ok(rows)
 }
@@ -240,6 +250,14 @@ impl CsvSource {
         bytes.clear();
         lines.clear();
         while !self.done && lines.len() < self.chunking.chunk_rows && bytes.len() < CHUNK_BYTES {
+            // The rows before the part are passed over, not read.
+            if self.range.as_ref().is_some_and(|r| self.rows < r.start) {
+                match self.lines.skip_line()? {
+                    None => self.done = true,
+                    Some(blank) => self.rows += u64::from(!blank),
+                }
+                continue;
+            }
             let mark = bytes.len();
             let Some(line) = self.lines.next_line(&mut bytes)? else {
                 self.done = true;

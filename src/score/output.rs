@@ -196,7 +196,10 @@ impl CsvSink {
 
 /// One CSV field, quoted when it must be.
 fn write_field(out: &mut Vec<u8>, field: &str) {
-    if field.contains([',', '"', '\n', '\r']) {
+    if field
+        .bytes()
+        .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+    {
         out.push(b'"');
         out.extend_from_slice(field.replace('"', "\"\"").as_bytes());
         out.push(b'"');

@@ -2,9 +2,11 @@
 //! time in batches, numeric columns of any width as `f64`, nulls as missing values for the
 //! model's imputer. A bad row is reported by row group and row.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use arrow_array::cast::AsArray;
@@ -26,20 +28,34 @@ use crate::dataset::scoring::{
 };
 
 pub struct ParquetSource {
-    path: PathBuf,
     file: File,
     meta: ArrowReaderMetadata,
     projection: ProjectionMask,
+    layout: Arc<Layout>,
+    chunking: Chunking,
+    /// The next row group to open, and the one being read.
+    next_group: usize,
+    current: Option<Group>,
+}
+
+/// What turns a batch into rows to score: shared by the threads that do it.
+pub struct Layout {
+    path: PathBuf,
     features: Vec<String>,
     /// Whether negative feature values are taken (an ONNX model's rule).
     allow_negative: bool,
     has_id: bool,
     /// The rows (indexes from 0 in the file) to score.
     range: Range<u64>,
-    chunking: Chunking,
-    /// The next row group to open, and the one being read.
-    next_group: usize,
-    current: Option<Group>,
+}
+
+/// A batch read and decoded, whose rows are not yet checked (the scoring threads do that).
+pub struct Batch {
+    batch: RecordBatch,
+    group: usize,
+    /// The file index of its row group's first row, and of its own first row.
+    group_first_row: u64,
+    start: u64,
 }
 
 struct Group {
@@ -115,14 +131,16 @@ impl ParquetSource {
         let total = u64::try_from(meta.metadata().file_metadata().num_rows()).unwrap_or(0);
         let range = shard.map_or(0..total, |s| s.range(total));
         Ok(Self {
-            path: path.to_path_buf(),
             file,
             meta,
             projection,
-            features: features.to_vec(),
-            allow_negative,
-            has_id: columns.id_index().is_some(),
-            range,
+            layout: Arc::new(Layout {
+                path: path.to_path_buf(),
+                features: features.to_vec(),
+                allow_negative,
+                has_id: columns.id_index().is_some(),
+                range,
+            }),
             chunking,
             next_group: 0,
             current: None,
@@ -136,11 +154,12 @@ impl ParquetSource {
 
     /// The rows this run covers.
     pub fn total_rows(&self) -> u64 {
-        self.range.end - self.range.start
+        self.layout.range.end - self.layout.range.start
     }
 
-    /// Up to a chunk of rows, in parts; `None` at the end.
-    pub fn next_chunk(&mut self) -> anyhow::Result<Option<Vec<Rows>>> {
+    /// Up to a chunk of rows, in batches of a part each, with what turns them into rows;
+    /// `None` at the end.
+    pub fn next_chunk(&mut self) -> anyhow::Result<Option<(Vec<Batch>, Arc<Layout>)>> {
         let mut parts = Vec::new();
         let mut rows = 0;
         while rows < self.chunking.chunk_rows {
@@ -150,10 +169,10 @@ impl ParquetSource {
             rows += self.chunking.part_rows;
             parts.push(part);
         }
-        Ok((!parts.is_empty()).then_some(parts))
+        Ok((!parts.is_empty()).then(|| (parts, self.layout.clone())))
     }
 
-    fn next_part(&mut self) -> anyhow::Result<Option<Rows>> {
+    fn next_part(&mut self) -> anyhow::Result<Option<Batch>> {
         loop {
             if self.current.is_none() && !self.open_next_group()? {
                 return Ok(None);
@@ -162,14 +181,22 @@ impl ParquetSource {
             match group.reader.next() {
                 Some(batch) => {
                     let batch = batch.with_context(|| {
-                        format!("{}: reading row group {}", self.path.display(), group.index)
+                        format!(
+                            "{}: reading row group {}",
+                            self.layout.path.display(),
+                            group.index
+                        )
                     })?;
                     let start = group.next_row;
                     group.next_row += batch.num_rows() as u64;
-                    let (index, first_row) = (group.index, group.first_row);
-                    let rows = self.rows(&batch, index, first_row, start)?;
-                    if rows.covered > 0 {
-                        return Ok(Some(rows));
+                    let batch = Batch {
+                        batch,
+                        group: group.index,
+                        group_first_row: group.first_row,
+                        start,
+                    };
+                    if !self.layout.in_range(&batch).is_empty() {
+                        return Ok(Some(batch));
                     }
                 }
                 None => self.current = None,
@@ -180,6 +207,7 @@ impl ParquetSource {
     /// Opens the next row group that holds rows of the range; `false` when none is left.
     fn open_next_group(&mut self) -> anyhow::Result<bool> {
         let groups = self.meta.metadata().row_groups();
+        let range = self.layout.range.clone();
         let mut first_row: u64 = groups[..self.next_group.min(groups.len())]
             .iter()
             .map(|g| u64::try_from(g.num_rows()).unwrap_or(0))
@@ -188,10 +216,10 @@ impl ParquetSource {
             let index = self.next_group;
             let rows = u64::try_from(groups[index].num_rows()).unwrap_or(0);
             self.next_group += 1;
-            if first_row >= self.range.end {
+            if first_row >= range.end {
                 return Ok(false);
             }
-            if first_row + rows > self.range.start && rows > 0 {
+            if first_row + rows > range.start && rows > 0 {
                 let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
                     self.file.try_clone()?,
                     self.meta.clone(),
@@ -200,7 +228,9 @@ impl ParquetSource {
                 .with_row_groups(vec![index])
                 .with_batch_size(self.chunking.part_rows)
                 .build()
-                .with_context(|| format!("{}: opening row group {index}", self.path.display()))?;
+                .with_context(|| {
+                    format!("{}: opening row group {index}", self.layout.path.display())
+                })?;
                 self.current = Some(Group {
                     index,
                     reader,
@@ -213,21 +243,36 @@ impl ParquetSource {
         }
         Ok(false)
     }
+}
 
-    /// The rows of `batch` (whose first row is row `start` of the file) that are in range.
-    fn rows(
-        &self,
-        batch: &RecordBatch,
-        group: usize,
-        group_first_row: u64,
-        start: u64,
-    ) -> anyhow::Result<Rows> {
+impl Layout {
+    /// The file indexes of `batch`'s rows that are in range.
+    fn in_range(&self, batch: &Batch) -> Range<u64> {
+        self.range_of(batch.start, batch.batch.num_rows() as u64)
+    }
+
+    /// The file indexes in range of `n` rows from `start`.
+    fn range_of(&self, start: u64, n: u64) -> Range<u64> {
+        let from = self.range.start.max(start).min(start + n);
+        let to = self.range.end.min(start + n).max(from);
+        from..to
+    }
+
+    /// The rows of `batch` that are in range, checked.
+    pub fn rows(&self, batch: &Batch) -> anyhow::Result<Rows> {
+        let Batch {
+            batch,
+            group,
+            group_first_row,
+            start,
+        } = batch;
+        let (group, group_first_row, start) = (*group, *group_first_row, *start);
         let column = |name: &str| -> anyhow::Result<&ArrayRef> {
             batch
                 .column_by_name(name)
                 .with_context(|| format!("{}: column {name:?} not read", self.path.display()))
         };
-        let values: Vec<Vec<f64>> = self
+        let values: Vec<Cow<[f64]>> = self
             .features
             .iter()
             .map(|name| column(name).map(to_f64))
@@ -237,9 +282,10 @@ impl ParquetSource {
         } else {
             None
         };
-        let n = batch.num_rows() as u64;
-        let from = self.range.start.max(start).min(start + n);
-        let to = self.range.end.min(start + n).max(from);
+        let Range {
+            start: from,
+            end: to,
+        } = self.range_of(start, batch.num_rows() as u64);
         let mut rows = Rows {
             ids: if self.has_id {
                 Ids::text()
@@ -251,6 +297,7 @@ impl ParquetSource {
             covered: to - from,
         };
         let mut bad = Vec::new();
+        let mut id = String::new();
         for row in from..to {
             let r = (row - start) as usize;
             let mark = rows.values.len();
@@ -275,7 +322,10 @@ impl ParquetSource {
                 continue;
             }
             match ids {
-                Some(ids) => rows.ids.push(Some(&id_text(ids, r)), row + 1),
+                Some(ids) => {
+                    id_text(ids, r, &mut id);
+                    rows.ids.push(Some(&id), row + 1);
+                }
                 None => rows.ids.push(None, row + 1),
             }
         }
@@ -283,8 +333,18 @@ impl ParquetSource {
     }
 }
 
-/// A numeric column as `f64`, a null as `NaN` (a missing value).
-fn to_f64(array: &ArrayRef) -> Vec<f64> {
+/// A numeric column as `f64`, a null as `NaN` (a missing value); a column of `f64` without
+/// nulls as it is.
+fn to_f64(array: &ArrayRef) -> Cow<'_, [f64]> {
+    if array.null_count() == 0
+        && let Some(values) = array.as_primitive_opt::<Float64Type>()
+    {
+        return Cow::Borrowed(values.values());
+    }
+    Cow::Owned(to_f64_owned(array))
+}
+
+fn to_f64_owned(array: &ArrayRef) -> Vec<f64> {
     macro_rules! convert {
         ($t:ty, $to:expr) => {
             array
@@ -311,26 +371,38 @@ fn to_f64(array: &ArrayRef) -> Vec<f64> {
     }
 }
 
-/// Row `r` of an `id` column (text or integers) as text; a null id is empty.
-fn id_text(ids: &ArrayRef, r: usize) -> String {
+/// Row `r` of an `id` column (text or integers) as text, into `out`; a null id is empty.
+fn id_text(ids: &ArrayRef, r: usize, out: &mut String) {
+    out.clear();
     if ids.is_null(r) {
-        return String::new();
+        return;
     }
-    match ids.data_type() {
-        DataType::Utf8 => ids.as_string::<i32>().value(r).to_string(),
-        DataType::LargeUtf8 => ids.as_string::<i64>().value(r).to_string(),
-        DataType::Utf8View => ids.as_string_view().value(r).to_string(),
-        DataType::Int8 => ids.as_primitive::<Int8Type>().value(r).to_string(),
-        DataType::Int16 => ids.as_primitive::<Int16Type>().value(r).to_string(),
-        DataType::Int32 => ids.as_primitive::<Int32Type>().value(r).to_string(),
-        DataType::Int64 => ids.as_primitive::<Int64Type>().value(r).to_string(),
-        DataType::UInt8 => ids.as_primitive::<UInt8Type>().value(r).to_string(),
-        DataType::UInt16 => ids.as_primitive::<UInt16Type>().value(r).to_string(),
-        DataType::UInt32 => ids.as_primitive::<UInt32Type>().value(r).to_string(),
-        DataType::UInt64 => ids.as_primitive::<UInt64Type>().value(r).to_string(),
-        DataType::Float16 => ids.as_primitive::<Float16Type>().value(r).to_string(),
-        DataType::Float32 => ids.as_primitive::<Float32Type>().value(r).to_string(),
-        DataType::Float64 => ids.as_primitive::<Float64Type>().value(r).to_string(),
-        _ => String::new(),
-    }
+    let mut number = itoa::Buffer::new();
+    let text = match ids.data_type() {
+        DataType::Utf8 => ids.as_string::<i32>().value(r),
+        DataType::LargeUtf8 => ids.as_string::<i64>().value(r),
+        DataType::Utf8View => ids.as_string_view().value(r),
+        DataType::Int8 => number.format(ids.as_primitive::<Int8Type>().value(r)),
+        DataType::Int16 => number.format(ids.as_primitive::<Int16Type>().value(r)),
+        DataType::Int32 => number.format(ids.as_primitive::<Int32Type>().value(r)),
+        DataType::Int64 => number.format(ids.as_primitive::<Int64Type>().value(r)),
+        DataType::UInt8 => number.format(ids.as_primitive::<UInt8Type>().value(r)),
+        DataType::UInt16 => number.format(ids.as_primitive::<UInt16Type>().value(r)),
+        DataType::UInt32 => number.format(ids.as_primitive::<UInt32Type>().value(r)),
+        DataType::UInt64 => number.format(ids.as_primitive::<UInt64Type>().value(r)),
+        DataType::Float16 => {
+            out.push_str(&ids.as_primitive::<Float16Type>().value(r).to_string());
+            return;
+        }
+        DataType::Float32 => {
+            out.push_str(&ids.as_primitive::<Float32Type>().value(r).to_string());
+            return;
+        }
+        DataType::Float64 => {
+            out.push_str(&ids.as_primitive::<Float64Type>().value(r).to_string());
+            return;
+        }
+        _ => "",
+    };
+    out.push_str(text);
 }

@@ -1,7 +1,7 @@
 //! Writing scores as Parquet: `id` (text), `prediction` (int8 for our model's 0 or 1; an ONNX
 //! model's int64 or text label, or float64 value), `label` (text; null for a regression) and, on
 //! request, one int8 column per model vote and one float32 column per class score;
-//! Snappy-compressed, in bounded row groups.
+//! Snappy-compressed, in bounded row groups, `id` without a dictionary.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use super::output::{Columns, PredictionKind};
 use super::{Ids, Scored};
@@ -53,9 +54,12 @@ impl ParquetSink {
                 .map(|n| Field::new(n, DataType::Float32, false)),
         );
         let schema = Arc::new(Schema::new(fields));
+        // Ids are (nearly always) unique: a dictionary of them costs a hash table insert per
+        // row, most of the writer's time, to save nothing.
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_column_dictionary_enabled(ColumnPath::from(names[0].as_str()), false)
             .build();
         let writer = ArrowWriter::try_new(out, schema.clone(), Some(props))?;
         Ok(Self {
