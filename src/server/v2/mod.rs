@@ -347,8 +347,8 @@ fn run_inference(
             };
             let spec = &specs[output];
             ResponseOutput {
-                name: spec.name.clone(),
-                datatype: spec.datatype.name().to_string(),
+                name: &spec.name,
+                datatype: spec.datatype.name(),
                 shape: output_shape(spec, rows),
                 parameters,
                 data,
@@ -356,8 +356,8 @@ fn run_inference(
         })
         .collect();
     let response = InferenceResponse {
-        model_name: model.name.clone(),
-        model_version: model.version.clone(),
+        model_name: &model.name,
+        model_version: &model.version,
         id: request.id,
         outputs,
     };
@@ -367,20 +367,25 @@ fn run_inference(
 /// The answer: JSON, or (when any output is binary) the JSON header then the binary data, with
 /// `Inference-Header-Content-Length`; gzipped when the client accepts it and it is worth it.
 fn encode(
-    response: &InferenceResponse,
+    response: &InferenceResponse<'_>,
     tail: Option<Vec<u8>>,
     gzip: bool,
 ) -> Result<Response, V2Error> {
     let mut bytes = serde_json::to_vec(response)
         .map_err(|e| V2Error::Server(ApiError::Internal(format!("encoding the answer: {e}"))))?;
-    let mut builder = Response::builder();
+    let mut headers = axum::http::HeaderMap::with_capacity(4);
     if let Some(tail) = tail {
-        builder = builder
-            .header(HEADER_LENGTH, bytes.len())
-            .header(header::CONTENT_TYPE, "application/octet-stream");
+        headers.insert(HEADER_LENGTH, HeaderValue::from(bytes.len()));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
         bytes.extend_from_slice(&tail);
     } else {
-        builder = builder.header(header::CONTENT_TYPE, "application/json");
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
     }
     if gzip && bytes.len() >= GZIP_MIN_BYTES {
         let mut encoder = flate2::write::GzEncoder::new(
@@ -390,13 +395,13 @@ fn encode(
         let compressed = encoder.write_all(&bytes).and_then(|()| encoder.finish());
         if let Ok(compressed) = compressed {
             bytes = compressed;
-            builder = builder.header(header::CONTENT_ENCODING, "gzip");
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
     }
-    builder
-        .header(header::VARY, HeaderValue::from_static("accept-encoding"))
-        .body(Body::from(bytes))
-        .map_err(|e| V2Error::Server(ApiError::Internal(format!("building the answer: {e}"))))
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    let mut answer = Response::new(Body::from(bytes));
+    *answer.headers_mut() = headers;
+    Ok(answer)
 }
 
 /// Predict a batch from V2 tensors: one tensor per feature (`[N]` or `[N, 1]`) or one tensor

@@ -167,26 +167,27 @@ pub enum TensorData {
 }
 
 /// One output tensor of an inference response: shape `[N]`, or `[N, k]` (class scores).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct ResponseOutput {
-    pub name: String,
-    pub datatype: String,
+// Borrows its names from the served model, as the response does: no copy per request.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ResponseOutput<'a> {
+    pub name: &'a str,
+    pub datatype: &'a str,
     pub shape: Vec<u64>,
     /// `binary_data_size` when the output is binary tensor data (then there is no `data`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub parameters: Option<serde_json::Map<String, Value>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<TensorData>,
 }
 
 /// The answer of `POST /v2/models/{name}/infer`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct InferenceResponse {
-    pub model_name: String,
-    pub model_version: String,
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct InferenceResponse<'a> {
+    pub model_name: &'a str,
+    pub model_version: &'a str,
     /// The request's `id`, when it had one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    pub outputs: Vec<ResponseOutput>,
+    pub outputs: Vec<ResponseOutput<'a>>,
 }
