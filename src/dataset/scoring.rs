@@ -188,36 +188,19 @@ impl<R: BufRead> LineReader<R> {
     pub fn next_line(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<Line>> {
         let start = buf.len();
         let mut too_long = false;
-        let mut any = false;
-        loop {
-            let available = match self.inner.fill_buf() {
-                Ok(b) => b,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if available.is_empty() {
-                if !any {
-                    return Ok(None);
-                }
-                break;
+        let found = self.read_line_with(|chunk| {
+            if too_long {
+                return;
             }
-            any = true;
-            let (chunk, used, done) = match memchr::memchr(b'\n', available) {
-                Some(i) => (&available[..i], i + 1, true),
-                None => (available, available.len(), false),
-            };
-            if !too_long {
-                if buf.len() - start + chunk.len() > MAX_LINE_BYTES {
-                    too_long = true;
-                    buf.truncate(start);
-                } else {
-                    buf.extend_from_slice(chunk);
-                }
+            if buf.len() - start + chunk.len() > MAX_LINE_BYTES {
+                too_long = true;
+                buf.truncate(start);
+            } else {
+                buf.extend_from_slice(chunk);
             }
-            self.inner.consume(used);
-            if done {
-                break;
-            }
+        })?;
+        if !found {
+            return Ok(None);
         }
         if buf.len() > start && buf.last() == Some(&b'\r') {
             buf.pop();
@@ -234,7 +217,24 @@ impl<R: BufRead> LineReader<R> {
     /// Passes over the next line without keeping it (counted as [`Self::next_line`] counts);
     /// returns whether it is blank (nothing but a `\r`), or `None` at the end of the input.
     pub fn skip_line(&mut self) -> io::Result<Option<bool>> {
-        let (mut len, mut last_cr, mut any) = (0usize, false, false);
+        let (mut len, mut last_cr) = (0usize, false);
+        let found = self.read_line_with(|chunk| {
+            if let Some(&last) = chunk.last() {
+                len = len.saturating_add(chunk.len());
+                last_cr = last == b'\r';
+            }
+        })?;
+        if !found {
+            return Ok(None);
+        }
+        self.line += 1;
+        Ok(Some(len == 0 || (len == 1 && last_cr)))
+    }
+
+    /// Hands the next line to `take` in the pieces the reader's buffer holds (without its
+    /// `\n`); `false` when the input had ended before it.
+    fn read_line_with(&mut self, mut take: impl FnMut(&[u8])) -> io::Result<bool> {
+        let mut any = false;
         loop {
             let available = match self.inner.fill_buf() {
                 Ok(b) => b,
@@ -242,27 +242,19 @@ impl<R: BufRead> LineReader<R> {
                 Err(e) => return Err(e),
             };
             if available.is_empty() {
-                if !any {
-                    return Ok(None);
-                }
-                break;
+                return Ok(any);
             }
             any = true;
             let (chunk, used, done) = match memchr::memchr(b'\n', available) {
                 Some(i) => (&available[..i], i + 1, true),
                 None => (available, available.len(), false),
             };
-            if let Some(&last) = chunk.last() {
-                len = len.saturating_add(chunk.len());
-                last_cr = last == b'\r';
-            }
+            take(chunk);
             self.inner.consume(used);
             if done {
-                break;
+                return Ok(true);
             }
         }
-        self.line += 1;
-        Ok(Some(len == 0 || (len == 1 && last_cr)))
     }
 }
 
