@@ -141,32 +141,45 @@ pub fn inflate(mut reader: impl Read, limit: usize, name: &str) -> Result<Vec<u8
 impl FromRequest<AppState> for V2Body {
     type Rejection = V2Error;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, V2Error> {
-        let headers = req.headers();
-        check_content_type(headers)?;
-        let encoding = encoding(headers)?;
-        let header_length = header_length(text(headers, HEADER_LENGTH))?;
-        let gzip_answer = accepts_gzip(headers);
+    /// The headers are checked before the returned future exists; it holds only the body.
+    fn from_request(
+        req: Request,
+        state: &AppState,
+    ) -> impl Future<Output = Result<Self, V2Error>> + Send {
         let limit = state.limits().body_bytes;
-        let raw = read_body(req, limit).await.map_err(|e| match e {
-            BodyError::TooLarge => V2Error::from(ApiError::BodyTooLarge { limit }),
-            BodyError::Read(e) => bad(format!("could not read the body: {e}")),
-        })?;
-        let bytes = match encoding {
-            Encoding::Identity => raw,
-            Encoding::Gzip => {
-                inflate(flate2::read::GzDecoder::new(&raw[..]), limit, "gzip")?.into()
-            }
-            Encoding::Deflate => {
-                inflate(flate2::read::ZlibDecoder::new(&raw[..]), limit, "deflate")?.into()
-            }
-        };
-        Ok(Self {
-            bytes,
-            header_length,
-            gzip_answer,
-        })
+        let checked = check_headers(req.headers());
+        let body = req.into_body();
+        async move {
+            let (encoding, header_length, gzip_answer) = checked?;
+            let raw = read_body(body, limit).await.map_err(|e| match e {
+                BodyError::TooLarge => V2Error::from(ApiError::BodyTooLarge { limit }),
+                BodyError::Read(e) => bad(format!("could not read the body: {e}")),
+            })?;
+            let bytes = match encoding {
+                Encoding::Identity => raw,
+                Encoding::Gzip => {
+                    inflate(flate2::read::GzDecoder::new(&raw[..]), limit, "gzip")?.into()
+                }
+                Encoding::Deflate => {
+                    inflate(flate2::read::ZlibDecoder::new(&raw[..]), limit, "deflate")?.into()
+                }
+            };
+            Ok(Self {
+                bytes,
+                header_length,
+                gzip_answer,
+            })
+        }
     }
+}
+
+/// A V2 request's headers: its content type, then its body's encoding, the binary header's
+/// length and whether the answer may be gzipped.
+fn check_headers(headers: &HeaderMap) -> Result<(Encoding, Option<usize>, bool), V2Error> {
+    check_content_type(headers)?;
+    let encoding = encoding(headers)?;
+    let header_length = header_length(text(headers, HEADER_LENGTH))?;
+    Ok((encoding, header_length, accepts_gzip(headers)))
 }
 
 /// [`Authorized`] for the V2 routes: a missing or wrong key is V2's `{"error"}` 401, given
