@@ -435,14 +435,9 @@ fn exit_now(signal: &str) -> ! {
 
 /// `ml-serving serve`.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
-    // Building the Prometheus recorder calibrates a clock (quanta: at least half a millisecond
-    // of busy loops, more on a busy machine): on its own thread, beside the settings check, the
-    // logging, the runtime's start and the model's load. Whatever takes a metric handle first
-    // waits for it (`telemetry::metrics_handle`; the registry, before the model's handles).
-    std::thread::Builder::new()
-        .name("metrics-init".into())
-        .spawn(crate::telemetry::metrics_handle)
-        .context("starting a thread")?;
+    // The Prometheus recorder first, so that every metric from here on counts (a handle taken
+    // before it is a no-op for ever). Cheap: its clock is never calibrated (vendor/quanta).
+    crate::telemetry::metrics_handle();
     let settings = args.check()?;
     crate::telemetry::init_logging(&args.log_filter, args.log_json)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

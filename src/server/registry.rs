@@ -278,7 +278,7 @@ impl Registry {
             Source::File { path, name } => {
                 let model = Model::load(path, settings.model_bytes)?;
                 // Metric handles are taken from here on: the recorder is installed first
-                // (`serve` builds it on another thread while the model loads; this waits).
+                // (`serve` has already done it; tests that build a registry have not).
                 crate::telemetry::metrics_handle();
                 let served = ServedModel::new(model, name.as_deref());
                 Ok(Self::single(served, settings))
