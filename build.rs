@@ -6,6 +6,7 @@ fn main() {
         panic!("{e}");
     }
     compile_onnx_proto();
+    link_order();
 }
 
 /// `proto/grpc_predict_v2.proto` -> `$OUT_DIR/inference.rs` (server and client).
@@ -28,4 +29,31 @@ fn compile_onnx_proto() {
     prost_build::Config::new()
         .compile_fds(descriptors)
         .expect("generating the ONNX protobuf code");
+}
+
+/// Release builds of `ml-serving` lay out first, side by side, the functions that starting
+/// `serve` and answering its routes run (`link/serve-functions.txt`, made by
+/// `scripts/link-order`), so that the server touches a few contiguous pages of its 14 MB of
+/// code instead of pages all over it: less resident memory, fewer page faults at start. Only
+/// the order of functions changes. The option is LLD's, Rust's default linker on Linux.
+/// `ML_SERVING_LINK_MAP=<file>` also writes the link map there (for `scripts/link-order`).
+fn link_order() {
+    const FILE: &str = "link/serve-functions.txt";
+    println!("cargo:rerun-if-changed={FILE}");
+    println!("cargo:rerun-if-env-changed=ML_SERVING_LINK_MAP");
+    let release = std::env::var("PROFILE").is_ok_and(|p| p == "release");
+    let linux = std::env::var("CARGO_CFG_TARGET_OS").is_ok_and(|os| os == "linux");
+    if !(release && linux) {
+        return;
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(FILE);
+    println!(
+        "cargo:rustc-link-arg-bin=ml-serving=-Wl,--symbol-ordering-file={}",
+        path.display()
+    );
+    // Functions renamed or gone since the list was made are skipped.
+    println!("cargo:rustc-link-arg-bin=ml-serving=-Wl,--no-warn-symbol-ordering");
+    if let Ok(map) = std::env::var("ML_SERVING_LINK_MAP") {
+        println!("cargo:rustc-link-arg-bin=ml-serving=-Wl,-Map={map}");
+    }
 }
