@@ -494,7 +494,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         tokio::spawn({
             let stop = stop.clone();
             async move {
-                let mut upkeep = tokio::time::interval(Duration::from_secs(5));
+                // The recorder keeps each latency sample (16 bytes) until an upkeep folds it
+                // into its histogram: once a second, that is at most a second of requests
+                // (about 2 MB at 130,000 requests a second), where every 5 s held 10 MB.
+                let mut upkeep = tokio::time::interval(Duration::from_secs(1));
                 loop {
                     tokio::select! {
                         () = stop.cancelled() => return,
