@@ -53,7 +53,39 @@ fn link_order() {
     );
     // Functions renamed or gone since the list was made are skipped.
     println!("cargo:rustc-link-arg-bin=ml-serving=-Wl,--no-warn-symbol-ordering");
+    // Relative relocations packed (DT_RELR): 9 KB for the loader to read at start instead of
+    // 920 KB, every page of which stayed resident. The binary then needs glibc 2.36 or newer,
+    // so only when it is built natively on one.
+    if native_glibc_at_least(2, 36) {
+        println!("cargo:rustc-link-arg-bin=ml-serving=-Wl,-z,pack-relative-relocs");
+    }
     if let Ok(map) = std::env::var("ML_SERVING_LINK_MAP") {
         println!("cargo:rustc-link-arg-bin=ml-serving=-Wl,-Map={map}");
     }
+}
+
+/// Whether this build's target is the machine it runs on, with glibc `major.minor` or newer.
+fn native_glibc_at_least(major: u32, minor: u32) -> bool {
+    let (Ok(host), Ok(target)) = (std::env::var("HOST"), std::env::var("TARGET")) else {
+        return false;
+    };
+    if host != target || !target.ends_with("-linux-gnu") {
+        return false;
+    }
+    let Ok(out) = std::process::Command::new("getconf")
+        .arg("GNU_LIBC_VERSION")
+        .output()
+    else {
+        return false;
+    };
+    // "glibc 2.36"
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut parts = text
+        .trim()
+        .strip_prefix("glibc ")
+        .unwrap_or("")
+        .split('.')
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    found >= (major, minor)
 }
