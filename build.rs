@@ -46,21 +46,23 @@ fn link_order() {
     if !(release && linux) {
         return;
     }
+    let arg = |arg: &str| println!("cargo:rustc-link-arg-bin=ml-serving={arg}");
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(FILE);
-    println!(
-        "cargo:rustc-link-arg-bin=ml-serving=-Wl,--symbol-ordering-file={}",
-        path.display()
-    );
-    // Functions renamed or gone since the list was made are skipped.
-    println!("cargo:rustc-link-arg-bin=ml-serving=-Wl,--no-warn-symbol-ordering");
+    if path.is_file() {
+        arg(&format!("-Wl,--symbol-ordering-file={}", path.display()));
+        // Functions renamed or gone since the list was made are skipped.
+        arg("-Wl,--no-warn-symbol-ordering");
+    } else {
+        println!("cargo:warning={FILE} is missing: the functions of serve are not laid out");
+    }
     // Relative relocations packed (DT_RELR): 9 KB for the loader to read at start instead of
     // 920 KB, every page of which stayed resident. The binary then needs glibc 2.36 or newer,
     // so only when it is built natively on one.
     if native_glibc_at_least(2, 36) {
-        println!("cargo:rustc-link-arg-bin=ml-serving=-Wl,-z,pack-relative-relocs");
+        arg("-Wl,-z,pack-relative-relocs");
     }
     if let Ok(map) = std::env::var("ML_SERVING_LINK_MAP") {
-        println!("cargo:rustc-link-arg-bin=ml-serving=-Wl,-Map={map}");
+        arg(&format!("-Wl,-Map={map}"));
     }
 }
 
