@@ -211,8 +211,12 @@ fn sighup_swaps_in_a_new_model_and_refuses_a_bad_one() {
     assert_eq!(sha(&server), second, "the good model keeps serving");
     let (status, body) = http(server.addr, "POST", "/predict", Some(SAMPLE));
     assert_eq!((status, body["label"].as_str()), (200, Some("M")));
+    // Logged before it is counted, but read from the server's stderr pipe by another thread:
+    // the line may reach `logs()` a moment after the count reaches /metrics.
     assert!(
-        server.logs().contains("model reload refused"),
+        eventually(Duration::from_secs(10), || server
+            .logs()
+            .contains("model reload refused")),
         "{}",
         server.logs()
     );

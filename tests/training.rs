@@ -804,7 +804,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     /// Any damage to the file's bytes gets an answer, never a panic; damage to the compressed
-    /// stream is always caught.
+    /// stream is always caught, unless it changes nothing the decoder reads (a bit of the code
+    /// length of a symbol the stream never uses, say): then the very same model comes out.
     #[test]
     fn damaged_bytes_never_panic(flips in prop::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..4), cut in any::<prop::sample::Index>()) {
         let original = real_artifact_bytes_cached();
@@ -815,7 +816,9 @@ proptest! {
         for (at, xor) in &flips {
             bytes[damageable[at.index(damageable.len())]] ^= xor;
         }
-        prop_assert!(ModelArtifact::from_bytes(&bytes).is_err());
+        if ModelArtifact::from_bytes(&bytes).is_ok() {
+            prop_assert_eq!(gunzip(&bytes), gunzip(original), "a changed model was accepted");
+        }
         let truncated = &original[..cut.index(original.len())];
         prop_assert!(ModelArtifact::from_bytes(truncated).is_err());
     }
