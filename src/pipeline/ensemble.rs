@@ -9,6 +9,7 @@ use ndarray::{Array1, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use super::rbf::RbfCache;
+use super::row::RowCache;
 
 /// The decision tree's weight for a positive row (see `EnsembleParams::fit`).
 const TIE_BREAK_WEIGHT: f32 = 1.0 - 1.0 / 1024.0;
@@ -71,6 +72,9 @@ pub struct FittedEnsemble {
     /// The SVM's decision laid out for speed (derived from `svm`; not stored).
     #[serde(skip)]
     pub svm_fast: RbfCache,
+    /// The logistic regression and the tree laid out for one row (derived; not stored).
+    #[serde(skip)]
+    pub row_fast: RowCache,
 }
 
 /// scikit-learn's `gamma="scale"`: 1 / (n_features × population variance of every value).
@@ -118,6 +122,7 @@ impl EnsembleParams {
             svm,
             svm_gamma,
             svm_fast: RbfCache::default(),
+            row_fast: RowCache::default(),
         })
     }
 }
@@ -153,6 +158,25 @@ impl FittedEnsemble {
                 },
             )
             .collect()
+    }
+
+    /// `decide` of one scaled row, without the arrays linfa allocates per call (the same
+    /// answer: `src/pipeline/row.rs`).
+    pub fn decide_row(&self, row: &[f64]) -> bool {
+        match self.row_fast.get(&self.logistic, &self.tree) {
+            Some(fast) if fast.width() == row.len() => {
+                let logistic = fast.logistic(row);
+                if logistic == fast.tree(row) {
+                    logistic
+                } else {
+                    self.svm_voter()(ArrayView1::from(row))
+                }
+            }
+            _ => {
+                let x = ArrayView2::from_shape((1, row.len()), row).expect("one row");
+                self.decide(x)[0]
+            }
+        }
     }
 
     /// The SVM's vote on a row: through its flat layout when it has one and the row fits it

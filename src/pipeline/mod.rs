@@ -4,6 +4,7 @@
 mod ensemble;
 mod imputer;
 mod rbf;
+mod row;
 mod scaler;
 
 pub use ensemble::{EnsembleParams, FitError, FittedEnsemble, Votes, scale_gamma};
@@ -94,6 +95,30 @@ impl FittedPipeline {
     pub fn predict(&self, x: ArrayView2<f64>) -> Result<Vec<bool>, PipelineError> {
         let scaled = self.transform(x)?;
         Ok(self.models.decide(scaled.view()))
+    }
+
+    /// `predict` of one row, transformed on the stack when it is narrow enough: no allocation
+    /// on `/predict`'s path.
+    pub fn predict_row(&self, row: &[f64]) -> Result<bool, PipelineError> {
+        const ON_STACK: usize = 64;
+        if row.len() != self.width() {
+            return Err(PipelineError::FeatureCount {
+                expected: self.width(),
+                got: row.len(),
+            });
+        }
+        let mut stack = [0.0; ON_STACK];
+        let mut heap = Vec::new();
+        let scaled = if row.len() <= ON_STACK {
+            &mut stack[..row.len()]
+        } else {
+            heap.resize(row.len(), 0.0);
+            &mut heap[..]
+        };
+        scaled.copy_from_slice(row);
+        self.imputer.apply(scaled);
+        self.scaler.apply(scaled);
+        Ok(self.models.decide_row(scaled))
     }
 }
 

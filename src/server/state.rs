@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use metrics::Counter;
-use ndarray::ArrayView2;
 
 use crate::model::{Answer, Model, OutputSpec};
 use crate::wire::PredictResponse;
@@ -99,13 +98,11 @@ impl ServedModel {
         let Model::Native(m) = &self.model else {
             return Ok(None);
         };
-        let x = ArrayView2::from_shape((1, row.len()), row)
-            .map_err(|e| ApiError::Internal(format!("row layout: {e}")))?;
         let positive = m
             .artifact
             .pipeline
-            .predict(x)
-            .map_err(|e| ApiError::Internal(e.to_string()))?[0];
+            .predict_row(row)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
         self.predictions[usize::from(positive)].increment(1);
         Ok(Some(self.bodies[usize::from(positive)].clone()))
     }
