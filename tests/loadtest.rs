@@ -439,14 +439,23 @@ async fn timeouts_are_transport_errors() {
     );
 }
 
-/// The real server in process, on a free port.
+/// The real server in process, on a free port, served as `ml-serving serve` serves it.
 async fn start_model_server() -> String {
     let (_, app) = common::Setup {
         max_in_flight: 512,
         ..common::Setup::default()
     }
     .app();
-    start(app).await
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conn = common::conn_settings(Duration::from_secs(5));
+    tokio::spawn(ml_serving::server::serve(
+        listener,
+        app,
+        CancellationToken::new(),
+        conn,
+    ));
+    format!("http://{addr}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,10 +7,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use axum::Router;
 use axum::http::StatusCode;
 use common::process::train;
 use common::{SAMPLE, bundled_model_path, call, get, post_json, repo};
+use ml_serving::server::App;
 use ml_serving::server::{AppState, Limits, Registry, RegistrySettings, app};
 use serde_json::{Value, json};
 
@@ -63,7 +63,7 @@ fn settings(root: &Path, default: Option<&str>) -> RegistrySettings {
     }
 }
 
-fn serve(settings: RegistrySettings, control: bool, api_key: Option<&str>) -> (AppState, Router) {
+fn serve(settings: RegistrySettings, control: bool, api_key: Option<&str>) -> (AppState, App) {
     ml_serving::telemetry::metrics_handle();
     let registry = Registry::load(settings).expect("the repository loads");
     let state = AppState::with_registry(
@@ -483,11 +483,11 @@ async fn repository_control_is_off_by_default_and_behind_the_api_key() {
     assert!(body.get("detail").is_none(), "{body}");
 }
 
-async fn authorized(app: &Router, path: &str) -> StatusCode {
+async fn authorized(app: &App, path: &str) -> StatusCode {
     authorized_with(app, path, "").await
 }
 
-async fn authorized_with(app: &Router, path: &str, body: &str) -> StatusCode {
+async fn authorized_with(app: &App, path: &str, body: &str) -> StatusCode {
     use tower::ServiceExt;
     let request = axum::http::Request::post(path)
         .header("authorization", "Bearer k3y")

@@ -6,11 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::*;
 use http_body_util::BodyExt;
+use ml_serving::server::App;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -56,7 +56,7 @@ fn columns(rows: &[[f64; 6]], datatype: &str) -> Value {
     json!({ "inputs": inputs })
 }
 
-async fn infer(app: &Router, body: &Value) -> (StatusCode, Value) {
+async fn infer(app: &App, body: &Value) -> (StatusCode, Value) {
     post_json(app, INFER, &body.to_string()).await
 }
 
@@ -81,7 +81,7 @@ fn predictions(answer: &Value) -> Vec<i64> {
 }
 
 /// Asserts a 400 whose `error` holds every one of `parts`.
-async fn assert_bad(app: &Router, body: &Value, parts: &[&str]) {
+async fn assert_bad(app: &App, body: &Value, parts: &[&str]) {
     let (status, answer) = infer(app, body).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
     let error = answer["error"]

@@ -8,12 +8,12 @@ mod common;
 
 use std::io::{Read, Write};
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::*;
 use http_body_util::BodyExt;
 use ml_serving::dataset::DEFAULT_FEATURES as FEATURES;
+use ml_serving::server::App;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -99,7 +99,7 @@ fn decode(datatype: &str, raw: &[u8]) -> Vec<Value> {
     }
 }
 
-async fn send(app: &Router, headers: &[(&str, String)], body: Vec<u8>) -> Answer {
+async fn send(app: &App, headers: &[(&str, String)], body: Vec<u8>) -> Answer {
     let mut req = Request::post(INFER);
     for (name, value) in headers {
         req = req.header(*name, value);
@@ -127,7 +127,7 @@ async fn send(app: &Router, headers: &[(&str, String)], body: Vec<u8>) -> Answer
 
 /// A binary request as tritonclient sends it: no Content-Type, the JSON header's length in
 /// `Inference-Header-Content-Length`, then each input's bytes.
-async fn send_binary(app: &Router, header: &Value, tensors: &[Vec<u8>]) -> Answer {
+async fn send_binary(app: &App, header: &Value, tensors: &[Vec<u8>]) -> Answer {
     let (headers, body) = binary_body(header, tensors);
     send(app, &headers, body).await
 }
@@ -383,7 +383,7 @@ async fn outputs_come_in_binary_when_asked_and_only_those_named() {
 // ------------------------------------------------------------------ malformed binary layouts
 
 /// Sends `body` with `Inference-Header-Content-Length: length`; asserts a 400 naming `parts`.
-async fn assert_layout_error(app: &Router, length: &str, body: Vec<u8>, parts: &[&str]) {
+async fn assert_layout_error(app: &App, length: &str, body: Vec<u8>, parts: &[&str]) {
     let answer = send(
         app,
         &[("inference-header-content-length", length.to_string())],

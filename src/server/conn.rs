@@ -14,7 +14,6 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -45,6 +44,33 @@ pub struct ConnSettings {
 /// hyper's smallest read buffer: a head limit below it would be refused by hyper.
 pub const MIN_HEADER_BYTES: usize = 8192;
 
+/// What `serve` can serve: the REST app, or the gRPC router.
+pub trait HttpService:
+    Service<
+        axum::extract::Request,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> HttpService for S where
+    S: Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// Which HTTP a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -59,9 +85,9 @@ const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 /// Serves `app` over HTTP/1.1 on `listener` until `stop` is cancelled, then stops accepting
 /// and drains: a connection mid-request finishes it, any other closes at once; after
 /// `drain_timeout` the rest are dropped.
-pub async fn serve(
+pub async fn serve<S: HttpService>(
     listener: TcpListener,
-    app: Router,
+    app: S,
     stop: CancellationToken,
     settings: ConnSettings,
 ) -> anyhow::Result<()> {
@@ -69,9 +95,9 @@ pub async fn serve(
 }
 
 /// [`serve`], speaking `protocol`.
-pub async fn serve_with(
+pub async fn serve_with<S: HttpService>(
     listener: TcpListener,
-    app: Router,
+    app: S,
     stop: CancellationToken,
     settings: ConnSettings,
     protocol: Protocol,
@@ -333,9 +359,9 @@ impl http_body::Body for Tracked {
 }
 
 /// One connection, from accept to close.
-async fn connection(
+async fn connection<S: HttpService>(
     stream: TcpStream,
-    app: Router,
+    app: S,
     settings: Arc<ConnSettings>,
     finish: CancellationToken,
     _slot: OwnedSemaphorePermit,

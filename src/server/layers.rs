@@ -1,20 +1,20 @@
 //! Middleware: request metrics by route template, the request id (`x-request-id`), the
-//! optional access log and the request timeout, all in one layer.
+//! optional access log and the request timeout, all in one service around the router.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::Response;
 use metrics::{Counter, Gauge, Histogram, Label};
 use pin_project_lite::pin_project;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tower::{Layer, Service};
+use tower::Service;
 
 /// Counts every request and times it, labelled by method, route template (never the raw URI)
 /// and status: `http_requests_total`, `http_request_duration_seconds`, and the gauge
@@ -25,12 +25,13 @@ use tower::{Layer, Service};
 /// ends with one `access` line. Answers a request of a timed route that takes longer than
 /// `timeout` (from its arrival: reading the body and computing) with that route's own error.
 ///
-/// One plain tower layer rather than `middleware::from_fn`, three `tower-http` layers and
-/// tower's `Timeout`: axum boxes each layer's service and future for every route, which cost
-/// every request about 1,500 instructions a layer; and nothing more than the id when the access
-/// log is off.
+/// One plain service wrapped once around the whole router, rather than `middleware::from_fn`,
+/// three `tower-http` layers and tower's `Timeout` given to `Router::layer`: axum wraps and
+/// boxes a layer's service and future again for every route, which cost every request about
+/// 1,500 instructions a layer. Around the router, the route's template is not known yet, so
+/// it is looked up in [`RouteTemplates`], the same matcher over the same templates.
 #[derive(Debug, Clone, Copy)]
-pub struct MetricsLayer {
+pub struct MetricsSettings {
     pub access_log: bool,
     pub timeout: std::time::Duration,
     /// The answer to a request over the timeout, by route template; `None`: not timed.
@@ -40,22 +41,66 @@ pub struct MetricsLayer {
 /// Builds the answer to a request over the timeout.
 pub type TimeoutAnswer = fn() -> Response;
 
-impl<S> Layer<S> for MetricsLayer {
-    type Service = Metrics<S>;
+/// The router's route templates, matched as axum matches them (the same `matchit`, the same
+/// templates: each is added here as it is added to the router), so that a request's route is
+/// known before it is routed. The index of a template is its place in the table.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTemplates {
+    matcher: matchit::Router<usize>,
+    templates: Vec<&'static str>,
+}
 
-    fn layer(&self, inner: S) -> Metrics<S> {
-        Metrics {
+impl RouteTemplates {
+    /// Adds a template; panics on one that conflicts with another, as axum does.
+    pub fn insert(&mut self, template: &'static str) {
+        if let Err(err) = self.matcher.insert(template, self.templates.len()) {
+            panic!("route {template}: {err}");
+        }
+        self.templates.push(template);
+    }
+
+    /// The template `path` matches, and its index.
+    pub fn find(&self, path: &str) -> Option<(&'static str, usize)> {
+        let index = *self.matcher.at(path).ok()?.value;
+        Some((self.templates[index], index))
+    }
+
+    pub fn templates(&self) -> &[&'static str] {
+        &self.templates
+    }
+}
+
+/// `inner` (the router) with the request metrics, ids, access log and timeout.
+#[derive(Debug, Clone)]
+pub struct Metrics<S> {
+    inner: S,
+    settings: MetricsSettings,
+    templates: Arc<RouteTemplates>,
+}
+
+impl<S> Metrics<S> {
+    pub fn new(inner: S, settings: MetricsSettings, templates: RouteTemplates) -> Self {
+        Self {
             inner,
-            layer: *self,
+            settings,
+            templates: Arc::new(templates),
         }
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Metrics<S> {
-    inner: S,
-    layer: MetricsLayer,
+#[cfg(test)]
+impl<S> Metrics<S> {
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    pub fn route_templates(&self) -> &RouteTemplates {
+        &self.templates
+    }
 }
+
+/// The label of a request whose path matches no route.
+const UNMATCHED: &str = "unmatched";
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -91,12 +136,15 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let route = req.extensions().get::<MatchedPath>().cloned();
+        // The index past the table's for an unmatched path.
+        let (route, route_index) = self
+            .templates
+            .find(req.uri().path())
+            .unwrap_or((UNMATCHED, self.templates.templates.len()));
         let method = method_label(req.method());
         let id = request_id(&req);
-        let span = if self.layer.access_log {
+        let span = if self.settings.access_log {
             let id = id.to_str().unwrap_or_default();
-            let route = route_label(route.as_ref());
             tracing::info_span!("request", id, method = %method, route = %route)
         } else {
             tracing::Span::none()
@@ -106,15 +154,23 @@ where
             self.inner.call(req)
         };
         let started = Instant::now();
-        let on_timeout = route.as_ref().and_then(|r| (self.layer.timed)(r.as_str()));
+        let on_timeout = if route_index < self.templates.templates.len() {
+            (self.settings.timed)(route)
+        } else {
+            None
+        };
         MetricsFuture {
             inner,
-            labels: Some((method, route)),
+            labels: Some(Labels {
+                method,
+                route,
+                route_index,
+            }),
             id: Some(id),
             span,
             // Registered with the timer only if polled: a request answered at its first poll
             // never touches it.
-            deadline: tokio::time::sleep_until((started + self.layer.timeout).into()),
+            deadline: tokio::time::sleep_until((started + self.settings.timeout).into()),
             on_timeout,
             started,
             _in_flight: InFlight::start(),
@@ -122,12 +178,20 @@ where
     }
 }
 
+/// A request's metric labels: its method's, and its route template with the template's index.
+#[derive(Debug, Clone, Copy)]
+struct Labels {
+    method: &'static str,
+    route: &'static str,
+    route_index: usize,
+}
+
 pin_project! {
     /// The inner service's future, recording the request once it is answered.
     pub struct MetricsFuture<F> {
         #[pin]
         inner: F,
-        labels: Option<(&'static str, Option<MatchedPath>)>,
+        labels: Option<Labels>,
         id: Option<HeaderValue>,
         span: tracing::Span,
         #[pin]
@@ -158,14 +222,14 @@ where
                 Ok(on_timeout())
             }
         };
-        if let (Ok(response), Some((method, route))) = (&mut result, this.labels.take()) {
+        if let (Ok(response), Some(labels)) = (&mut result, this.labels.take()) {
             let status = response.status().as_u16();
             let elapsed = this.started.elapsed().as_secs_f64();
             if !this.span.is_none() {
                 let _entered = this.span.enter();
                 tracing::info!(status, seconds = elapsed, "access");
             }
-            let (total, duration) = request_metrics(method, route_label(route.as_ref()), status);
+            let (total, duration) = request_metrics(labels, status);
             total.increment(1);
             duration.record(elapsed);
             if let Some(id) = this.id.take() {
@@ -176,23 +240,21 @@ where
     }
 }
 
-fn route_label(route: Option<&MatchedPath>) -> &str {
-    route.map_or("unmatched", MatchedPath::as_str)
-}
-
 /// The metric handles of the requests, looked up in the recorder once per worker thread
 /// rather than once per request (building a key allocates its labels, then hashes and looks
 /// them up). Bounded: route templates, method labels and statuses are all finite.
 #[derive(Default)]
 struct Handles {
     in_flight: Option<Gauge>,
-    /// By route template.
-    by_route: HashMap<Box<str>, Vec<RequestHandles>>,
+    /// By route template index (one past the templates: unmatched).
+    by_route: Vec<Vec<RequestHandles>>,
 }
 
 /// The two handles of one method label and status on a route.
 struct RequestHandles {
     method: &'static str,
+    /// The template, compared too: another router's table may index its templates otherwise.
+    route: &'static str,
     status: u16,
     total: Counter,
     duration: Histogram,
@@ -213,11 +275,16 @@ fn cached<T>(lookup: impl FnOnce(&mut Handles) -> T, uncached: impl FnOnce() -> 
 }
 
 /// `http_requests_total` and `http_request_duration_seconds` of one method, route and status.
-fn request_metrics(method: &'static str, route: &str, status: u16) -> (Counter, Histogram) {
+fn request_metrics(labels: Labels, status: u16) -> (Counter, Histogram) {
+    let Labels {
+        method,
+        route,
+        route_index,
+    } = labels;
     let register = || {
         let labels = [
             Label::new("method", method),
-            Label::new("route", route.to_string()),
+            Label::new("route", route),
             Label::new("status", status.to_string()),
         ];
         (
@@ -227,24 +294,24 @@ fn request_metrics(method: &'static str, route: &str, status: u16) -> (Counter, 
     };
     cached(
         |handles| {
-            if let Some(entries) = handles.by_route.get(route)
+            if let Some(entries) = handles.by_route.get(route_index)
                 && let Some(known) = entries
                     .iter()
-                    .find(|e| e.method == method && e.status == status)
+                    .find(|e| e.method == method && e.status == status && e.route == route)
             {
                 return (known.total.clone(), known.duration.clone());
             }
             let (total, duration) = register();
-            handles
-                .by_route
-                .entry(route.into())
-                .or_default()
-                .push(RequestHandles {
-                    method,
-                    status,
-                    total: total.clone(),
-                    duration: duration.clone(),
-                });
+            if handles.by_route.len() <= route_index {
+                handles.by_route.resize_with(route_index + 1, Vec::new);
+            }
+            handles.by_route[route_index].push(RequestHandles {
+                method,
+                route,
+                status,
+                total: total.clone(),
+                duration: duration.clone(),
+            });
             (total, duration)
         },
         register,

@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use utoipa_swagger_ui::SwaggerUi;
@@ -302,23 +302,61 @@ fn read_small_file(path: &std::path::Path, limit: u64) -> anyhow::Result<String>
     Ok(text)
 }
 
+/// The service that answers every HTTP request: the router inside the metrics layer.
+pub type App = layers::Metrics<Router>;
+
 /// The router with every route and layer, for a server or a test.
-pub fn app(state: AppState, max_in_flight: usize, request_timeout: Duration) -> Router {
+pub fn app(state: AppState, max_in_flight: usize, request_timeout: Duration) -> App {
     app_with_slots(state, Slots::new(max_in_flight), request_timeout)
 }
 
 /// [`app`], drawing on slots the caller also holds (a test takes one to see a 429).
-pub fn app_with_slots(state: AppState, slots: Slots, request_timeout: Duration) -> Router {
+pub fn app_with_slots(state: AppState, slots: Slots, request_timeout: Duration) -> App {
     router(state, slots, request_timeout, false)
 }
 
+/// Routes added to the router and to the metrics layer's table of templates at once, so the
+/// two always hold the same ones.
+struct Routes {
+    router: Router<AppState>,
+    templates: layers::RouteTemplates,
+}
+
+impl Routes {
+    fn new() -> Self {
+        Self {
+            router: Router::new(),
+            templates: layers::RouteTemplates::default(),
+        }
+    }
+
+    fn route(mut self, template: &'static str, method: MethodRouter<AppState>) -> Self {
+        self.templates.insert(template);
+        self.router = self.router.route(template, method);
+        self
+    }
+}
+
+/// Where the Swagger UI is served, and the templates its router adds there (utoipa-swagger-ui:
+/// the path, the path with a slash, and everything below it).
+const DOCS: &str = "/docs";
+const DOCS_TEMPLATES: [&str; 3] = ["/docs", "/docs/", "/docs/{*rest}"];
+
 /// The router; with `access_log`, one `access` line per request, and every log line of a
 /// request in a span holding its id.
-fn router(state: AppState, slots: Slots, request_timeout: Duration, access_log: bool) -> Router {
+fn router(state: AppState, slots: Slots, request_timeout: Duration, access_log: bool) -> App {
     // The timeout (`timeout_answer`) covers the body and the computation; the in-flight slot
     // is taken only once the body is in (`Slots`), so a client still uploading never holds
     // one. /predict and the V2 inference routes draw on the same slots.
-    let predictions = Router::new()
+    let routes = Routes::new()
+        .route("/info", get(routes::info))
+        .route("/health", get(routes::health))
+        .route("/ready", get(routes::ready))
+        .route("/metrics", get(routes::metrics))
+        .route("/models", get(routes::models))
+        .route("/models/{name}", get(routes::model_info))
+        .route("/models/{name}/versions/{version}", get(routes::model_info))
+        .route("/openapi.json", get(openapi::serve))
         .route("/predict", post(routes::predict))
         .route("/predict/batch", post(routes::predict_batch))
         .route("/models/{name}/predict", post(routes::model_predict))
@@ -334,27 +372,24 @@ fn router(state: AppState, slots: Slots, request_timeout: Duration, access_log: 
             "/models/{name}/versions/{version}/predict/batch",
             post(routes::model_predict_batch),
         );
-    Router::new()
-        .route("/info", get(routes::info))
-        .route("/health", get(routes::health))
-        .route("/ready", get(routes::ready))
-        .route("/metrics", get(routes::metrics))
-        .route("/models", get(routes::models))
-        .route("/models/{name}", get(routes::model_info))
-        .route("/models/{name}/versions/{version}", get(routes::model_info))
-        .route("/openapi.json", get(openapi::serve))
-        .merge(predictions)
-        .merge(v2::infer_routes())
-        .merge(v2::open_routes())
-        .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")))
+    let Routes {
+        router,
+        mut templates,
+    } = v2::routes(routes);
+    for template in DOCS_TEMPLATES {
+        templates.insert(template);
+    }
+    let router = router
+        .merge(SwaggerUi::new(DOCS).config(utoipa_swagger_ui::Config::from("/openapi.json")))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(layers::MetricsLayer {
-            access_log,
-            timeout: request_timeout,
-            timed: timeout_answer,
-        })
-        .with_state(state.with_slots(slots))
+        .with_state(state.with_slots(slots));
+    let settings = layers::MetricsSettings {
+        access_log,
+        timeout: request_timeout,
+        timed: timeout_answer,
+    };
+    layers::Metrics::new(router, settings, templates)
 }
 
 /// The answer to a request over `REQUEST_TIMEOUT`, by route template: the prediction routes
@@ -537,4 +572,100 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::extract::{MatchedPath, Request};
+    use axum::http::{HeaderValue, Method};
+    use axum::middleware::Next;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::artifact::DEFAULT_MAX_MODEL_BYTES;
+
+    /// The template axum matched, as a test-only layer on every route sees it.
+    async fn matched(req: Request, next: Next) -> axum::response::Response {
+        let template = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(|m| m.as_str().to_owned());
+        let mut response = next.run(req).await;
+        if let Some(template) = template {
+            let value = HeaderValue::from_str(&template).unwrap();
+            response.headers_mut().insert("x-matched", value);
+        }
+        response
+    }
+
+    /// For every route template (each filled in as a client would), on paths near them, and
+    /// on paths of no route: the metrics layer's table finds the template axum's router
+    /// matches, and nothing where axum matches nothing. A route added to the router but not
+    /// to the table, or matched otherwise, fails here.
+    #[tokio::test]
+    async fn the_route_table_finds_what_axum_matches() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_MODEL_PATH);
+        let model = crate::model::Model::load(&path, DEFAULT_MAX_MODEL_BYTES).unwrap();
+        let state = AppState::new(
+            ServedModel::new(model, None),
+            path,
+            None,
+            Limits {
+                body_bytes: 1024,
+                batch_rows: 8,
+                model_bytes: DEFAULT_MAX_MODEL_BYTES,
+            },
+            None,
+        );
+        let app = app(state, 4, Duration::from_secs(5));
+        let table = app.route_templates();
+        let seen = app
+            .inner()
+            .clone()
+            .layer(axum::middleware::from_fn(matched));
+        let mut paths: Vec<String> = vec![
+            "/".into(),
+            "/predict/".into(),
+            "/predictx".into(),
+            "/models/".into(),
+            "/models/a/b".into(),
+            "/models/a/versions/".into(),
+            "/v2/".into(),
+            "/v2x".into(),
+            "/v2/models/a/infer/x".into(),
+            "/docsx".into(),
+            "/docs/a/b/c".into(),
+            "/nowhere".into(),
+            "/metrics/x".into(),
+            "/%70redict".into(),
+            "//predict".into(),
+        ];
+        for template in table.templates() {
+            let filled = template
+                .replace("{*rest}", "x/y")
+                .replace("{name}", "cancer");
+            let filled = filled.replace("{version}", "1");
+            paths.push(format!("{filled}/"));
+            paths.push(format!("{filled}/extra"));
+            paths.push(filled);
+        }
+        assert!(paths.len() > 3 * 30, "{} paths", paths.len());
+        for path in &paths {
+            for method in [Method::GET, Method::POST, Method::DELETE] {
+                let req = Request::builder()
+                    .method(method.clone())
+                    .uri(path.as_str())
+                    .body(Body::empty())
+                    .unwrap();
+                let response = seen.clone().oneshot(req).await.unwrap();
+                let axum = response
+                    .headers()
+                    .get("x-matched")
+                    .map(|v| v.to_str().unwrap());
+                let ours = table.find(path).map(|(template, _)| template);
+                assert_eq!(ours, axum, "{method} {path}");
+            }
+        }
+    }
 }

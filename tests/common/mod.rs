@@ -8,10 +8,10 @@ pub mod servers;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
+use ml_serving::server::App;
 use ml_serving::server::{AppState, Limits, ServedModel, app};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -77,14 +77,14 @@ impl Setup {
         )
     }
 
-    pub fn app(&self) -> (AppState, Router) {
+    pub fn app(&self) -> (AppState, App) {
         let state = self.state();
         let router = app(state.clone(), self.max_in_flight, self.timeout);
         (state, router)
     }
 
     /// The app and its prediction slots, for a test that holds slots itself.
-    pub fn app_and_slots(&self) -> (Router, ml_serving::server::Slots) {
+    pub fn app_and_slots(&self) -> (App, ml_serving::server::Slots) {
         let slots = ml_serving::server::Slots::new(self.max_in_flight);
         let router = ml_serving::server::app_with_slots(self.state(), slots.clone(), self.timeout);
         (router, slots)
@@ -102,14 +102,14 @@ pub fn conn_settings(drain: Duration) -> ml_serving::server::ConnSettings {
     }
 }
 
-pub fn default_app() -> Router {
+pub fn default_app() -> App {
     Setup::default().app().1
 }
 
 /// Sends one request through the router; returns the status and the body parsed as JSON
 /// (`Value::String` holding the text when it is not JSON).
 pub async fn call(
-    app: &Router,
+    app: &App,
     method: &str,
     uri: &str,
     content_type: Option<&str>,
@@ -131,11 +131,11 @@ pub async fn call(
     (status, value)
 }
 
-pub async fn post_json(app: &Router, uri: &str, body: &str) -> (StatusCode, Value) {
+pub async fn post_json(app: &App, uri: &str, body: &str) -> (StatusCode, Value) {
     call(app, "POST", uri, Some("application/json"), body.to_string()).await
 }
 
-pub async fn get(app: &Router, uri: &str) -> (StatusCode, Value) {
+pub async fn get(app: &App, uri: &str) -> (StatusCode, Value) {
     call(app, "GET", uri, None, Body::empty()).await
 }
 
@@ -169,7 +169,7 @@ pub fn bundled_feature_rows() -> Vec<[f64; 6]> {
 }
 
 /// `/predict`'s answer for every bundled row, in order.
-pub async fn predict_answers(app: &Router) -> Vec<i64> {
+pub async fn predict_answers(app: &App) -> Vec<i64> {
     let mut answers = Vec::new();
     for (row, _) in bundled_rows() {
         let (status, body) = post_json(app, "/predict", &Value::Object(row).to_string()).await;
@@ -237,7 +237,7 @@ pub fn any_json(keys: Vec<&'static str>) -> impl proptest::strategy::Strategy<Va
 
 /// Starts a `POST /predict` whose body never arrives, so that it holds one in-flight slot until
 /// the returned sender sends the body (or is dropped). Returns the sender and the request's task.
-pub fn hold_predict_in_flight(app: &Router) -> (BodySender, RequestTask) {
+pub fn hold_predict_in_flight(app: &App) -> (BodySender, RequestTask) {
     let (tx, body) = stalled_body();
     let held = Request::post("/predict")
         .header("content-type", "application/json")
@@ -248,7 +248,7 @@ pub fn hold_predict_in_flight(app: &Router) -> (BodySender, RequestTask) {
 
 /// Sends `uri` a POST whose JSON body never arrives and returns the answer, which the server must
 /// give by itself (its request timeout) within 5 seconds.
-pub async fn answer_to_a_stalled_body(app: &Router, uri: &str) -> (StatusCode, Value) {
+pub async fn answer_to_a_stalled_body(app: &App, uri: &str) -> (StatusCode, Value) {
     let (_tx, body) = stalled_body();
     let req = Request::post(uri)
         .header("content-type", "application/json")
@@ -278,7 +278,7 @@ pub fn metric(name: &str, labels: &[&str]) -> f64 {
 /// For property tests: runs `requests` against a small app (4096-byte bodies, 8-row batches) on
 /// a runtime of its own; taking longer than 5 seconds fails the case as a hang.
 pub fn with_small_app<T, F: std::future::Future<Output = T>>(
-    requests: impl FnOnce(Router) -> F,
+    requests: impl FnOnce(App) -> F,
 ) -> Result<T, proptest::test_runner::TestCaseError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

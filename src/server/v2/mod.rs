@@ -11,7 +11,6 @@
 use std::io::Write;
 
 use axum::Json;
-use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -651,10 +650,10 @@ async fn repository_control(
 
 // ------------------------------------------------------------------ routers
 
-/// The V2 routes anyone may call: health, metadata, readiness; any other `/v2/...` path is a
-/// V2 404.
-pub fn open_routes() -> Router<AppState> {
-    Router::new()
+/// The V2 routes: health, metadata, readiness, inference (behind the same timeout as
+/// `/predict`), repository control; any other `/v2/...` path is a V2 404.
+pub(super) fn routes(routes: super::Routes) -> super::Routes {
+    routes
         .route("/v2", get(server_metadata).fallback(method_not_allowed))
         .route(
             "/v2/health/live",
@@ -681,6 +680,14 @@ pub fn open_routes() -> Router<AppState> {
             get(model_version_ready).fallback(method_not_allowed),
         )
         .route(
+            "/v2/models/{name}/infer",
+            post(infer).fallback(method_not_allowed),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(infer_version).fallback(method_not_allowed),
+        )
+        .route(
             "/v2/repository/index",
             post(repository_index).fallback(method_not_allowed),
         )
@@ -693,17 +700,4 @@ pub fn open_routes() -> Router<AppState> {
             post(repository_unload).fallback(method_not_allowed),
         )
         .route("/v2/{*rest}", any(unknown_route))
-}
-
-/// The V2 inference routes, to be put behind the same timeout as `/predict`.
-pub fn infer_routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v2/models/{name}/infer",
-            post(infer).fallback(method_not_allowed),
-        )
-        .route(
-            "/v2/models/{name}/versions/{version}/infer",
-            post(infer_version).fallback(method_not_allowed),
-        )
 }
