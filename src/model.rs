@@ -293,6 +293,37 @@ impl std::ops::Deref for Model {
     }
 }
 
+impl LoadedModel {
+    /// The outputs at the indices `wanted` (into `NATIVE_OUTPUTS`) of rows with these
+    /// decisions and (when a vote output is wanted) votes.
+    pub fn outputs_of(
+        &self,
+        votes: &[crate::pipeline::Votes],
+        decisions: &[bool],
+        wanted: &[usize],
+    ) -> Vec<OutputData> {
+        let labels = &self.artifact.labels;
+        let int = |pick: fn(&crate::pipeline::Votes) -> bool| {
+            OutputData::Int64(votes.iter().map(|v| i64::from(pick(v))).collect())
+        };
+        wanted
+            .iter()
+            .map(|&i| match i {
+                0 => OutputData::Int64(decisions.iter().map(|&d| i64::from(d)).collect()),
+                1 => OutputData::Bytes(
+                    decisions
+                        .iter()
+                        .map(|&d| labels.name(d).to_string())
+                        .collect(),
+                ),
+                2 => int(|v| v.logistic),
+                3 => int(|v| v.tree),
+                _ => int(|v| v.svm),
+            })
+            .collect()
+    }
+}
+
 impl Servable for LoadedModel {
     fn kind(&self) -> &'static str {
         "ml-serving"
@@ -368,24 +399,7 @@ impl Servable for LoadedModel {
             (Vec::new(), pipeline.predict(x).map_err(|e| e.to_string())?)
         };
         let labels = &self.artifact.labels;
-        let int = |pick: fn(&crate::pipeline::Votes) -> bool| {
-            OutputData::Int64(votes.iter().map(|v| i64::from(pick(v))).collect())
-        };
-        let outputs = wanted
-            .iter()
-            .map(|&i| match i {
-                0 => OutputData::Int64(decisions.iter().map(|&d| i64::from(d)).collect()),
-                1 => OutputData::Bytes(
-                    decisions
-                        .iter()
-                        .map(|&d| labels.name(d).to_string())
-                        .collect(),
-                ),
-                2 => int(|v| v.logistic),
-                3 => int(|v| v.tree),
-                _ => int(|v| v.svm),
-            })
-            .collect();
+        let outputs = self.outputs_of(&votes, &decisions, wanted);
         let answers = decisions
             .into_iter()
             .map(|p| Answer::Class {

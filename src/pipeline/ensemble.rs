@@ -179,6 +179,21 @@ impl FittedEnsemble {
         }
     }
 
+    /// `votes` of one scaled row, without the arrays linfa allocates per call.
+    pub fn votes_row(&self, row: &[f64]) -> Votes {
+        match self.row_fast.get(&self.logistic, &self.tree) {
+            Some(fast) if fast.width() == row.len() => Votes {
+                logistic: fast.logistic(row),
+                tree: fast.tree(row),
+                svm: self.svm_voter()(ArrayView1::from(row)),
+            },
+            _ => {
+                let x = ArrayView2::from_shape((1, row.len()), row).expect("one row");
+                self.votes(x)[0]
+            }
+        }
+    }
+
     /// The SVM's vote on a row: through its flat layout when it has one and the row fits it
     /// (the same answer as linfa's, faster), else linfa's own.
     fn svm_voter(&self) -> impl FnMut(ArrayView1<f64>) -> bool + '_ {

@@ -100,6 +100,20 @@ impl FittedPipeline {
     /// `predict` of one row, transformed on the stack when it is narrow enough: no allocation
     /// on `/predict`'s path.
     pub fn predict_row(&self, row: &[f64]) -> Result<bool, PipelineError> {
+        self.with_scaled_row(row, |scaled| self.models.decide_row(scaled))
+    }
+
+    /// `votes` of one row, as [`Self::predict_row`] is `predict`'s.
+    pub fn votes_row(&self, row: &[f64]) -> Result<Votes, PipelineError> {
+        self.with_scaled_row(row, |scaled| self.models.votes_row(scaled))
+    }
+
+    /// `f` of the row imputed and scaled, on the stack when it is narrow enough.
+    fn with_scaled_row<R>(
+        &self,
+        row: &[f64],
+        f: impl FnOnce(&[f64]) -> R,
+    ) -> Result<R, PipelineError> {
         const ON_STACK: usize = 64;
         if row.len() != self.width() {
             return Err(PipelineError::FeatureCount {
@@ -118,7 +132,7 @@ impl FittedPipeline {
         scaled.copy_from_slice(row);
         self.imputer.apply(scaled);
         self.scaler.apply(scaled);
-        Ok(self.models.decide_row(scaled))
+        Ok(f(scaled))
     }
 }
 

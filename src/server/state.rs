@@ -28,6 +28,8 @@ pub struct ServedModel {
     pub loaded_at: String,
     /// Our model's two possible `/predict` bodies, serialised once (none for ONNX).
     bodies: Vec<Bytes>,
+    /// The pieces of our model's V2 JSON answers to one row (made by `v2` on first use).
+    pub(super) v2_one_row: std::sync::OnceLock<OneRowPieces>,
     /// The class labels, in the order of `predictions`.
     classes: Vec<String>,
     /// `predictions_total` by class.
@@ -78,6 +80,7 @@ impl ServedModel {
         Self {
             outputs: model.outputs(),
             bodies,
+            v2_one_row: std::sync::OnceLock::new(),
             classes,
             predictions,
             name: name.to_string(),
@@ -103,8 +106,13 @@ impl ServedModel {
             .pipeline
             .predict_row(row)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        self.predictions[usize::from(positive)].increment(1);
+        self.count_decision(positive);
         Ok(Some(self.bodies[usize::from(positive)].clone()))
+    }
+
+    /// Counts one decision of our model in `predictions_total`.
+    pub fn count_decision(&self, positive: bool) {
+        self.predictions[usize::from(positive)].increment(1);
     }
 
     /// The named-field answer for each row in `values`, counted in `predictions_total`.
@@ -135,6 +143,17 @@ impl ServedModel {
             }
         }
     }
+}
+
+/// A one-row V2 answer of our model, serialised in pieces: the answer is `head`, then the
+/// chosen outputs' pieces (each for the value it has for the row) separated by commas, then
+/// `]}`.
+#[derive(Debug)]
+pub struct OneRowPieces {
+    /// `{"model_name":...,"model_version":...,"outputs":[`
+    pub head: Vec<u8>,
+    /// By output: the output serialised with the value 0 (false), and with 1 (true).
+    pub outputs: Vec<[Vec<u8>; 2]>,
 }
 
 /// Limits that apply to request bodies.

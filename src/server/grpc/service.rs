@@ -268,8 +268,9 @@ impl InferenceService {
                     name: specs[o].name.clone(),
                     datatype: specs[o].datatype.name().to_string(),
                     shape: v2::output_shape(&specs[o], rows)
-                        .into_iter()
-                        .map(|d| i64::try_from(d).unwrap_or(i64::MAX))
+                        .as_slice()
+                        .iter()
+                        .map(|&d| i64::try_from(d).unwrap_or(i64::MAX))
                         .collect(),
                     parameters: Default::default(),
                     contents: None,

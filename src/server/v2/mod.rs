@@ -11,7 +11,7 @@
 use std::io::Write;
 
 use axum::Json;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
@@ -20,7 +20,8 @@ use axum::routing::{any, get, post};
 
 use super::error::ApiError;
 use super::registry::LookupError;
-use super::state::{AppState, ServedModel};
+use super::state::{AppState, OneRowPieces, ServedModel};
+use crate::pipeline::Votes;
 use std::sync::Arc;
 
 /// The server's name in `GET /v2`.
@@ -322,85 +323,203 @@ fn run_inference(
             nonnegative: model.model.nonnegative_features(),
         },
     )?;
+    let rows = values.len() / model.features().len();
+    if rows == 1
+        && request.id.is_none()
+        && let Some(answer) = one_row_answer(&model, &selected, &values)?
+    {
+        return Ok(finish(answer, None, body.gzip_answer));
+    }
     let wanted: Vec<usize> = selected.iter().map(|(o, _)| *o).collect();
     let data = predict_outputs(&model, &values, &wanted)?;
-    let rows = (values.len() / model.features().len()) as u64;
+    let (json, tail) = response_json(&model, selected, data, rows as u64, request.id)?;
+    Ok(finish(json.into(), tail, body.gzip_answer))
+}
+
+/// Our model's answer to one row when every output wanted is JSON: its pieces, serialised
+/// once by [`response_output`] for each value an output can have, put together in the order
+/// asked (the same bytes as [`response_json`] writes), counted as the general path counts;
+/// `None` for any other request or model.
+fn one_row_answer(
+    model: &ServedModel,
+    selected: &[(usize, bool)],
+    row: &[f64],
+) -> Result<Option<Bytes>, V2Error> {
+    let crate::model::Model::Native(native) = &model.model else {
+        return Ok(None);
+    };
+    if selected
+        .iter()
+        .any(|&(o, binary)| binary || o >= NATIVE_OUTPUTS)
+    {
+        return Ok(None);
+    }
+    let pipeline = &native.artifact.pipeline;
+    let internal =
+        |e: crate::pipeline::PipelineError| V2Error::Server(ApiError::Internal(e.to_string()));
+    // The SVM only when a vote is asked for, as the general path.
+    let votes = if selected.iter().any(|&(o, _)| o >= 2) {
+        pipeline.votes_row(row).map_err(internal)?
+    } else {
+        let decision = pipeline.predict_row(row).map_err(internal)?;
+        Votes {
+            logistic: decision,
+            tree: decision,
+            svm: decision,
+        }
+    };
+    let decision = votes.majority();
+    let pieces = model
+        .v2_one_row
+        .get_or_init(|| one_row_pieces(model, native));
+    let mut json = Vec::with_capacity(256);
+    json.extend_from_slice(&pieces.head);
+    for (i, &(output, _)) in selected.iter().enumerate() {
+        let value = match output {
+            0 | 1 => decision,
+            2 => votes.logistic,
+            3 => votes.tree,
+            _ => votes.svm,
+        };
+        if i > 0 {
+            json.push(b',');
+        }
+        json.extend_from_slice(&pieces.outputs[output][usize::from(value)]);
+    }
+    json.extend_from_slice(b"]}");
+    model.count_decision(decision);
+    Ok(Some(json.into()))
+}
+
+/// Our model's outputs: predict, label and the three votes.
+const NATIVE_OUTPUTS: usize = 5;
+
+fn one_row_pieces(model: &ServedModel, native: &crate::artifact::LoadedModel) -> OneRowPieces {
+    let response = InferenceResponse {
+        model_name: &model.name,
+        model_version: &model.version,
+        id: None,
+        outputs: Vec::new(),
+    };
+    let mut head = serde_json::to_vec(&response).expect("plain data");
+    // `...,"outputs":[]}` without its `]}`.
+    head.truncate(head.len() - 2);
+    let outputs = (0..NATIVE_OUTPUTS)
+        .map(|output| {
+            [false, true].map(|value| {
+                let votes = Votes {
+                    logistic: value,
+                    tree: value,
+                    svm: value,
+                };
+                let data = native.outputs_of(&[votes], &[value], &[output]);
+                let data = data.into_iter().next().expect("one output");
+                let piece = response_output(&model.outputs[output], false, data, 1, &mut None);
+                serde_json::to_vec(&piece).expect("plain data")
+            })
+        })
+        .collect();
+    OneRowPieces { head, outputs }
+}
+
+/// The answer's JSON, and the binary data to follow it when an output is binary.
+fn response_json(
+    model: &ServedModel,
+    selected: Vec<(usize, bool)>,
+    data: Vec<OutputData>,
+    rows: u64,
+    id: Option<String>,
+) -> Result<(Vec<u8>, Option<Vec<u8>>), V2Error> {
+    let specs = &model.outputs;
     let mut tail: Option<Vec<u8>> = None;
     let outputs = selected
         .into_iter()
         .zip(data)
         .map(|((output, binary), data)| {
-            let (parameters, data) = if binary {
-                let raw = binary::raw(&data);
-                let mut parameters = serde_json::Map::new();
-                parameters.insert("binary_data_size".to_string(), raw.len().into());
-                tail.get_or_insert_with(Vec::new).extend_from_slice(&raw);
-                (Some(parameters), None)
-            } else {
-                let data = match data {
-                    OutputData::Int64(v) => TensorData::Int64(v),
-                    OutputData::Fp32(v) => TensorData::Fp32(v),
-                    OutputData::Bytes(v) => TensorData::Bytes(v),
-                };
-                (None, Some(data))
-            };
-            let spec = &specs[output];
-            ResponseOutput {
-                name: &spec.name,
-                datatype: spec.datatype.name(),
-                shape: output_shape(spec, rows),
-                parameters,
-                data,
-            }
+            response_output(&specs[output], binary, data, rows, &mut tail)
         })
         .collect();
     let response = InferenceResponse {
         model_name: &model.name,
         model_version: &model.version,
-        id: request.id,
+        id,
         outputs,
     };
-    encode(&response, tail, body.gzip_answer)
+    // Room for a few rows' answer at once, rather than growing the buffer four times.
+    let mut json = Vec::with_capacity(512);
+    serde_json::to_writer(&mut json, &response)
+        .map_err(|e| V2Error::Server(ApiError::Internal(format!("encoding the answer: {e}"))))?;
+    Ok((json, tail))
+}
+
+/// One output of the answer: its data as JSON, or (when `binary`) appended to `tail`.
+fn response_output<'a>(
+    spec: &'a crate::model::OutputSpec,
+    binary: bool,
+    data: OutputData,
+    rows: u64,
+    tail: &mut Option<Vec<u8>>,
+) -> ResponseOutput<'a> {
+    let (parameters, data) = if binary {
+        let raw = binary::raw(&data);
+        let mut parameters = serde_json::Map::new();
+        parameters.insert("binary_data_size".to_string(), raw.len().into());
+        tail.get_or_insert_with(Vec::new).extend_from_slice(&raw);
+        (Some(parameters), None)
+    } else {
+        let data = match data {
+            OutputData::Int64(v) => TensorData::Int64(v),
+            OutputData::Fp32(v) => TensorData::Fp32(v),
+            OutputData::Bytes(v) => TensorData::Bytes(v),
+        };
+        (None, Some(data))
+    };
+    ResponseOutput {
+        name: &spec.name,
+        datatype: spec.datatype.name(),
+        shape: output_shape(spec, rows),
+        parameters,
+        data,
+    }
 }
 
 /// The answer: JSON, or (when any output is binary) the JSON header then the binary data, with
-/// `Inference-Header-Content-Length`; gzipped when the client accepts it and it is worth it.
-fn encode(
-    response: &InferenceResponse<'_>,
-    tail: Option<Vec<u8>>,
-    gzip: bool,
-) -> Result<Response, V2Error> {
-    let mut bytes = serde_json::to_vec(response)
-        .map_err(|e| V2Error::Server(ApiError::Internal(format!("encoding the answer: {e}"))))?;
+/// `Inference-Header-Content-Length`; gzipped when the client accepts it (`gzip`) and it is
+/// worth it.
+fn finish(json: Bytes, tail: Option<Vec<u8>>, gzip: bool) -> Response {
     let mut headers = axum::http::HeaderMap::with_capacity(4);
-    if let Some(tail) = tail {
-        headers.insert(HEADER_LENGTH, HeaderValue::from(bytes.len()));
+    let bytes = if let Some(tail) = tail {
+        headers.insert(HEADER_LENGTH, HeaderValue::from(json.len()));
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         );
+        let mut bytes = Vec::from(json);
         bytes.extend_from_slice(&tail);
+        Bytes::from(bytes)
     } else {
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-    }
-    if gzip && bytes.len() >= GZIP_MIN_BYTES {
+        json
+    };
+    let mut body = bytes;
+    if gzip && body.len() >= GZIP_MIN_BYTES {
         let mut encoder = flate2::write::GzEncoder::new(
-            Vec::with_capacity(bytes.len() / 4),
+            Vec::with_capacity(body.len() / 4),
             flate2::Compression::fast(),
         );
-        let compressed = encoder.write_all(&bytes).and_then(|()| encoder.finish());
+        let compressed = encoder.write_all(&body).and_then(|()| encoder.finish());
         if let Ok(compressed) = compressed {
-            bytes = compressed;
+            body = compressed.into();
             headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
     }
     headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-    let mut answer = Response::new(Body::from(bytes));
+    let mut answer = Response::new(Body::from(body));
     *answer.headers_mut() = headers;
-    Ok(answer)
+    answer
 }
 
 /// Predict a batch from V2 tensors: one tensor per feature (`[N]` or `[N, 1]`) or one tensor
@@ -700,4 +819,70 @@ pub(super) fn routes(routes: super::Routes) -> super::Routes {
             post(repository_unload).fallback(method_not_allowed),
         )
         .route("/v2/{*rest}", any(unknown_route))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::{DEFAULT_MAX_MODEL_BYTES, DEFAULT_MODEL_PATH};
+
+    fn bundled() -> ServedModel {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_MODEL_PATH);
+        let model = crate::model::Model::load(&path, DEFAULT_MAX_MODEL_BYTES).unwrap();
+        ServedModel::new(model, None)
+    }
+
+    /// On rows all over the training range (some cells missing), for several choices of
+    /// outputs, the one-row answer is, byte for byte, the one the general path serialises;
+    /// and it is given only when every output wanted is JSON.
+    #[test]
+    fn the_one_row_answer_is_the_general_answer() {
+        let model = bundled();
+        let crate::model::Model::Native(native) = &model.model else {
+            panic!("the bundled model is ours");
+        };
+        let (lo, hi) = (
+            &native.artifact.pipeline.scaler.min,
+            &native.artifact.pipeline.scaler.max,
+        );
+        let choices: [&[usize]; 5] = [&[0, 1, 2, 3, 4], &[0, 1], &[1], &[4, 0, 2], &[3, 1, 0]];
+        let mut state = 0x853c_49e6_748f_ea9b_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..5_000 {
+            let row: Vec<f64> = (0..lo.len())
+                .map(|j| {
+                    if next() < 0.02 {
+                        f64::NAN
+                    } else {
+                        lo[j] + (hi[j] - lo[j]) * (next() * 2.0 - 0.5)
+                    }
+                })
+                .collect();
+            let wanted = choices[i % choices.len()];
+            let selected: Vec<(usize, bool)> = wanted.iter().map(|&o| (o, false)).collect();
+            let fast = one_row_answer(&model, &selected, &row).unwrap().unwrap();
+            let data = predict_outputs(&model, &row, wanted).unwrap();
+            let (general, tail) = response_json(&model, selected, data, 1, None).unwrap();
+            assert!(tail.is_none());
+            assert_eq!(
+                std::str::from_utf8(&fast).unwrap(),
+                std::str::from_utf8(&general).unwrap(),
+                "{row:?}"
+            );
+            if wanted.len() == 5 {
+                seen.insert(fast);
+            }
+        }
+        // The votes are not always unanimous: the pieces are put together in many ways.
+        assert!(seen.len() >= 4, "{} different answers", seen.len());
+        let row = native.artifact.sample.clone();
+        let binary = [(0, true), (1, false)];
+        assert!(one_row_answer(&model, &binary, &row).unwrap().is_none());
+    }
 }

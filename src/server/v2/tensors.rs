@@ -21,10 +21,16 @@ pub fn output_named(specs: &[OutputSpec], name: &str) -> Result<usize, V2Error> 
 }
 
 /// An output's shape for `rows` rows: `[N]` or `[N, k]`.
-pub fn output_shape(spec: &OutputSpec, rows: u64) -> Vec<u64> {
+pub fn output_shape(spec: &OutputSpec, rows: u64) -> OutputShape {
     match spec.columns {
-        None => vec![rows],
-        Some(k) => vec![rows, k as u64],
+        None => OutputShape {
+            dims: [rows, 0],
+            len: 1,
+        },
+        Some(k) => OutputShape {
+            dims: [rows, k as u64],
+            len: 2,
+        },
     }
 }
 
@@ -686,11 +692,11 @@ pub(super) fn read_columns(
 mod tests {
     use super::*;
 
-    fn input(name: &str, shape: &[u64], datatype: &str, data: Value) -> RequestInput {
+    fn input(name: &str, shape: &[u64], datatype: &str, data: Value) -> RequestInput<'static> {
         RequestInput {
-            name: name.to_string(),
+            name: name.to_string().into(),
             shape: shape.to_vec(),
-            datatype: datatype.to_string(),
+            datatype: datatype.to_string().into(),
             parameters: None,
             data: Some(data),
         }
@@ -698,7 +704,7 @@ mod tests {
 
     fn read_inputs(
         features: &[String],
-        inputs: &[RequestInput],
+        inputs: &[RequestInput<'_>],
         max_rows: usize,
     ) -> Result<Vec<f64>, V2Error> {
         let tensors: Vec<Tensor> = inputs

@@ -1,5 +1,8 @@
 //! The V2 protocol's JSON bodies: health, metadata, inference requests and responses.
 
+use std::borrow::Cow;
+
+use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -81,16 +84,22 @@ pub struct ModelMetadata {
 }
 
 /// One input tensor of an inference request.
+// Its strings borrow from the body when they can (no escapes): an allocation less per string
+// per request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RequestInput {
+pub struct RequestInput<'a> {
     /// A feature name, or `input-0` for all features at once.
-    pub name: String,
+    #[serde(borrow)]
+    #[schema(value_type = String)]
+    pub name: Cow<'a, str>,
     /// `[N]` or `[N, 1]` for a feature, `[N, width]` for `input-0`.
     #[serde(deserialize_with = "shape")]
     pub shape: Vec<u64>,
     /// `FP64`, `FP32`, or an integer type: `INT8` to `INT64`, `UINT8` to `UINT64`.
-    pub datatype: String,
+    #[serde(borrow)]
+    #[schema(value_type = String)]
+    pub datatype: Cow<'a, str>,
     /// `binary_data_size`: the input's bytes in the binary part of the body (binary tensor
     /// data extension, with `Inference-Header-Content-Length`); then there is no `data`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,34 +112,91 @@ pub struct RequestInput {
     pub data: Option<Value>,
 }
 
-/// A shape: integers ≥ 0, with an error that says it is the shape that is wrong.
+/// A shape: integers ≥ 0, with an error that says it is the shape that is wrong (and shows it).
 pub(super) fn shape<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
-    let value = Value::deserialize(d)?;
-    value
-        .as_array()
-        .and_then(|dims| dims.iter().map(Value::as_u64).collect())
-        .ok_or_else(|| {
-            let mut shown = value.to_string();
-            if shown.len() > 60 {
-                let end = (0..=60)
-                    .rev()
-                    .find(|&i| shown.is_char_boundary(i))
-                    .unwrap_or(0);
-                shown.truncate(end);
-                shown.push_str("...");
+    d.deserialize_any(ShapeVisitor)?.map_err(|value| {
+        let mut shown = value.to_string();
+        if shown.len() > 60 {
+            let end = (0..=60)
+                .rev()
+                .find(|&i| shown.is_char_boundary(i))
+                .unwrap_or(0);
+            shown.truncate(end);
+            shown.push_str("...");
+        }
+        serde::de::Error::custom(format!(
+            "a shape must be an array of integers ≥ 0, got {shown}"
+        ))
+    })
+}
+
+/// Reads a shape's dimensions, or, when it is not a shape, the whole value to show in the
+/// error: no `Value` is built for a good shape.
+struct ShapeVisitor;
+
+impl<'de> Visitor<'de> for ShapeVisitor {
+    type Value = Result<Vec<u64>, Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a shape")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut dims = Vec::new();
+        // Once an element is not a dimension, every element, to show the array as it was.
+        let mut not_a_shape: Option<Vec<Value>> = None;
+        while let Some(element) = seq.next_element::<Value>()? {
+            match (&mut not_a_shape, element.as_u64()) {
+                (None, Some(dim)) => dims.push(dim),
+                (None, None) => {
+                    let mut all: Vec<Value> = dims.iter().map(|&d| Value::from(d)).collect();
+                    all.push(element);
+                    not_a_shape = Some(all);
+                }
+                (Some(all), _) => all.push(element),
             }
-            serde::de::Error::custom(format!(
-                "a shape must be an array of integers ≥ 0, got {shown}"
-            ))
-        })
+        }
+        Ok(not_a_shape.map_or(Ok(dims), |all| Err(Value::Array(all))))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let value = Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        Ok(Err(value))
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Err(Value::Bool(v)))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Err(Value::from(v)))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Err(Value::from(v)))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Err(Value::from(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Err(Value::from(v)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Err(Value::Null))
+    }
 }
 
 /// One output a request asks for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RequestOutput {
+pub struct RequestOutput<'a> {
     /// `predict`, `label`, `logistic_vote`, `tree_vote` or `svm_vote`.
-    pub name: String,
+    #[serde(borrow)]
+    #[schema(value_type = String)]
+    pub name: Cow<'a, str>,
     /// `binary_data`: `true` answers this output as binary tensor data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -140,7 +206,7 @@ pub struct RequestOutput {
 /// `POST /v2/models/{name}/infer`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct InferenceRequest {
+pub struct InferenceRequest<'a> {
     /// Echoed in the response.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -151,10 +217,11 @@ pub struct InferenceRequest {
     pub parameters: Option<serde_json::Map<String, Value>>,
     /// One tensor `input-0` of shape `[N, width]`, or one tensor per feature.
     #[schema(min_items = 1)]
-    pub inputs: Vec<RequestInput>,
+    #[serde(borrow)]
+    pub inputs: Vec<RequestInput<'a>>,
     /// The outputs wanted, in this order; absent (or empty): all of them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outputs: Option<Vec<RequestOutput>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
+    pub outputs: Option<Vec<RequestOutput<'a>>>,
 }
 
 /// The elements of an output tensor.
@@ -166,13 +233,33 @@ pub enum TensorData {
     Bytes(Vec<String>),
 }
 
+/// An output tensor's shape, `[N]` or `[N, k]`, held inline: no allocation per output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputShape {
+    pub(super) dims: [u64; 2],
+    pub(super) len: usize,
+}
+
+impl OutputShape {
+    pub fn as_slice(&self) -> &[u64] {
+        &self.dims[..self.len]
+    }
+}
+
+impl Serialize for OutputShape {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.as_slice().serialize(serializer)
+    }
+}
+
 /// One output tensor of an inference response: shape `[N]`, or `[N, k]` (class scores).
 // Borrows its names from the served model, as the response does: no copy per request.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ResponseOutput<'a> {
     pub name: &'a str,
     pub datatype: &'a str,
-    pub shape: Vec<u64>,
+    #[schema(value_type = Vec<u64>)]
+    pub shape: OutputShape,
     /// `binary_data_size` when the output is binary tensor data (then there is no `data`).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
