@@ -11,7 +11,7 @@
 use std::io::Write;
 
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
@@ -333,7 +333,7 @@ fn run_inference(
     let wanted: Vec<usize> = selected.iter().map(|(o, _)| *o).collect();
     let data = predict_outputs(&model, &values, &wanted)?;
     let (json, tail) = response_json(&model, selected, data, rows as u64, request.id)?;
-    Ok(finish(json.into(), tail, body.gzip_answer))
+    Ok(finish(json, tail, body.gzip_answer))
 }
 
 /// Our model's answer to one row when every output wanted is JSON: its pieces, serialised
@@ -344,13 +344,13 @@ fn one_row_answer(
     model: &ServedModel,
     selected: &[(usize, bool)],
     row: &[f64],
-) -> Result<Option<Bytes>, V2Error> {
+) -> Result<Option<Vec<u8>>, V2Error> {
     let crate::model::Model::Native(native) = &model.model else {
         return Ok(None);
     };
     if selected
         .iter()
-        .any(|&(o, binary)| binary || o >= NATIVE_OUTPUTS)
+        .any(|&(o, binary)| binary || o >= model.outputs.len())
     {
         return Ok(None);
     }
@@ -388,11 +388,8 @@ fn one_row_answer(
     }
     json.extend_from_slice(b"]}");
     model.count_decision(decision);
-    Ok(Some(json.into()))
+    Ok(Some(json))
 }
-
-/// Our model's outputs: predict, label and the three votes.
-const NATIVE_OUTPUTS: usize = 5;
 
 fn one_row_pieces(model: &ServedModel, native: &crate::artifact::LoadedModel) -> OneRowPieces {
     let response = InferenceResponse {
@@ -404,7 +401,8 @@ fn one_row_pieces(model: &ServedModel, native: &crate::artifact::LoadedModel) ->
     let mut head = serde_json::to_vec(&response).expect("plain data");
     // `...,"outputs":[]}` without its `]}`.
     head.truncate(head.len() - 2);
-    let outputs = (0..NATIVE_OUTPUTS)
+    // Our model's outputs: predict, label and the three votes.
+    let outputs = (0..model.outputs.len())
         .map(|output| {
             [false, true].map(|value| {
                 let votes = Votes {
@@ -486,25 +484,21 @@ fn response_output<'a>(
 /// The answer: JSON, or (when any output is binary) the JSON header then the binary data, with
 /// `Inference-Header-Content-Length`; gzipped when the client accepts it (`gzip`) and it is
 /// worth it.
-fn finish(json: Bytes, tail: Option<Vec<u8>>, gzip: bool) -> Response {
+fn finish(mut body: Vec<u8>, tail: Option<Vec<u8>>, gzip: bool) -> Response {
     let mut headers = axum::http::HeaderMap::with_capacity(4);
-    let bytes = if let Some(tail) = tail {
-        headers.insert(HEADER_LENGTH, HeaderValue::from(json.len()));
+    if let Some(tail) = tail {
+        headers.insert(HEADER_LENGTH, HeaderValue::from(body.len()));
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         );
-        let mut bytes = Vec::from(json);
-        bytes.extend_from_slice(&tail);
-        Bytes::from(bytes)
+        body.extend_from_slice(&tail);
     } else {
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        json
-    };
-    let mut body = bytes;
+    }
     if gzip && body.len() >= GZIP_MIN_BYTES {
         let mut encoder = flate2::write::GzEncoder::new(
             Vec::with_capacity(body.len() / 4),
@@ -512,7 +506,7 @@ fn finish(json: Bytes, tail: Option<Vec<u8>>, gzip: bool) -> Response {
         );
         let compressed = encoder.write_all(&body).and_then(|()| encoder.finish());
         if let Ok(compressed) = compressed {
-            body = compressed.into();
+            body = compressed;
             headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
     }
