@@ -2,7 +2,7 @@
 //! reader is the same for every wire format: JSON `data`, binary tensor data (REST's binary
 //! extension, gRPC's `raw_input_contents`) and gRPC's typed `contents`.
 
-use serde_json::Value;
+use serde_json::{Number, Value};
 
 use super::BATCH_INPUT;
 use super::error::*;
@@ -181,7 +181,7 @@ impl Datatype {
 #[derive(Debug, Clone, Copy)]
 pub enum Source<'a> {
     /// REST's JSON `data`, flat or nested.
-    Json(&'a Value),
+    Json(&'a JsonData),
     /// Raw little-endian elements, row-major: REST's binary tensor data or gRPC's
     /// `raw_input_contents`.
     Binary(&'a [u8]),
@@ -270,15 +270,45 @@ fn element_count(input: &Tensor, shape: &[usize]) -> Result<usize, V2Error> {
         })
 }
 
+/// One JSON element of a tensor: a number, or the value that is not one (named in the error).
+#[derive(Debug, Clone, Copy)]
+enum Item<'a> {
+    Number(&'a Number),
+    Other(&'a Value),
+}
+
+impl<'a> From<&'a Value> for Item<'a> {
+    fn from(value: &'a Value) -> Self {
+        match value {
+            Value::Number(number) => Self::Number(number),
+            other => Self::Other(other),
+        }
+    }
+}
+
 /// The tensor's JSON elements in row-major order. `data` is flat (exactly as many elements as
 /// the shape holds) or nested exactly as the shape. Nothing is allocated by the shape's word: a
 /// shape that claims more than the data holds costs no more than the data.
-pub(super) fn elements<'a>(
+fn elements<'a>(
     input: &Tensor,
-    data: &'a Value,
+    data: &'a JsonData,
     shape: &[usize],
-) -> Result<Vec<&'a Value>, V2Error> {
+) -> Result<Vec<Item<'a>>, V2Error> {
     let total = element_count(input, shape)?;
+    let wrong_count = |len: usize| {
+        bad(format!(
+            "input {:?}: shape {} holds {total} elements, but data has {len}",
+            input.name,
+            shape_text(shape),
+        ))
+    };
+    let data = match data {
+        JsonData::Numbers(numbers) if numbers.len() == total => {
+            return Ok(numbers.iter().map(Item::Number).collect());
+        }
+        JsonData::Numbers(numbers) => return Err(wrong_count(numbers.len())),
+        JsonData::Other(data) => data,
+    };
     let Value::Array(items) = data else {
         return Err(bad(format!(
             "input {:?}: data must be an array of numbers, got {}",
@@ -290,24 +320,19 @@ pub(super) fn elements<'a>(
     if items.iter().any(Value::is_array) {
         nested(input, data, shape, &mut String::new(), &mut out)?;
     } else if items.len() == total {
-        out.extend(items);
+        out.extend(items.iter().map(Item::from));
     } else {
-        return Err(bad(format!(
-            "input {:?}: shape {} holds {total} elements, but data has {}",
-            input.name,
-            shape_text(shape),
-            items.len()
-        )));
+        return Err(wrong_count(items.len()));
     }
     Ok(out)
 }
 
-pub(super) fn nested<'a>(
+fn nested<'a>(
     input: &Tensor,
     value: &'a Value,
     shape: &[usize],
     at: &mut String,
-    out: &mut Vec<&'a Value>,
+    out: &mut Vec<Item<'a>>,
 ) -> Result<(), V2Error> {
     let Some((&len, rest)) = shape.split_first() else {
         if value.is_array() {
@@ -316,7 +341,7 @@ pub(super) fn nested<'a>(
                 input.name
             )));
         }
-        out.push(value);
+        out.push(Item::from(value));
         return Ok(());
     };
     match value {
@@ -347,16 +372,19 @@ pub(super) fn nested<'a>(
 fn json_number(
     input: &Tensor,
     datatype: Datatype,
-    value: &Value,
+    item: Item,
     at: &dyn Fn() -> String,
 ) -> Result<f64, V2Error> {
-    let Value::Number(number) = value else {
-        return Err(bad(format!(
-            "input {:?}: {} is {}, but tensor data must be numbers",
-            input.name,
-            at(),
-            kind_of(value)
-        )));
+    let number = match item {
+        Item::Number(number) => number,
+        Item::Other(value) => {
+            return Err(bad(format!(
+                "input {:?}: {} is {}, but tensor data must be numbers",
+                input.name,
+                at(),
+                kind_of(value)
+            )));
+        }
     };
     if let Some((min, max)) = datatype.int_range() {
         // An integral float (`3.0`, as some encoders write integers) is that integer.
@@ -494,7 +522,7 @@ fn numbers(
         Source::Json(data) => elements(input, data, shape)?
             .into_iter()
             .enumerate()
-            .map(|(i, value)| json_number(input, datatype, value, &|| at(i)))
+            .map(|(i, item)| json_number(input, datatype, item, &|| at(i)))
             .collect(),
         Source::Binary(bytes) => {
             let size = datatype.size();
@@ -698,7 +726,7 @@ mod tests {
             shape: shape.to_vec(),
             datatype: datatype.to_string().into(),
             parameters: None,
-            data: Some(data),
+            data: Some(serde_json::from_value(data).unwrap()),
         }
     }
 

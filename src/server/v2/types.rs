@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Number, Value};
 use utoipa::ToSchema;
 
 /// `GET /v2/health/live`.
@@ -109,83 +109,146 @@ pub struct RequestInput<'a> {
     /// input is binary (`parameters.binary_data_size`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
-    pub data: Option<Value>,
+    pub data: Option<JsonData>,
 }
 
 /// A shape: integers ≥ 0, with an error that says it is the shape that is wrong (and shows it).
 pub(super) fn shape<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
-    d.deserialize_any(ShapeVisitor)?.map_err(|value| {
-        let mut shown = value.to_string();
-        if shown.len() > 60 {
-            let end = (0..=60)
-                .rev()
-                .find(|&i| shown.is_char_boundary(i))
-                .unwrap_or(0);
-            shown.truncate(end);
-            shown.push_str("...");
-        }
-        serde::de::Error::custom(format!(
-            "a shape must be an array of integers ≥ 0, got {shown}"
-        ))
-    })
+    let not_a_shape = match JsonData::deserialize(d)? {
+        JsonData::Numbers(numbers) => match numbers.iter().map(Number::as_u64).collect() {
+            Some(dims) => return Ok(dims),
+            None => JsonData::Numbers(numbers).into_value(),
+        },
+        JsonData::Other(value) => value,
+    };
+    let mut shown = not_a_shape.to_string();
+    if shown.len() > 60 {
+        let end = (0..=60)
+            .rev()
+            .find(|&i| shown.is_char_boundary(i))
+            .unwrap_or(0);
+        shown.truncate(end);
+        shown.push_str("...");
+    }
+    Err(serde::de::Error::custom(format!(
+        "a shape must be an array of integers ≥ 0, got {shown}"
+    )))
 }
 
-/// Reads a shape's dimensions, or, when it is not a shape, the whole value to show in the
-/// error: no `Value` is built for a good shape.
-struct ShapeVisitor;
+/// A JSON array of numbers (an input's `data` or `shape` as clients send them) read straight
+/// into numbers, or any other JSON value as it came: nested arrays for the tensor reader to
+/// walk, or whatever is wrong, to show in the error.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum JsonData {
+    Numbers(Vec<Number>),
+    Other(Value),
+}
 
-impl<'de> Visitor<'de> for ShapeVisitor {
-    type Value = Result<Vec<u64>, Value>;
+impl JsonData {
+    pub fn into_value(self) -> Value {
+        match self {
+            Self::Numbers(numbers) => {
+                Value::Array(numbers.into_iter().map(Value::Number).collect())
+            }
+            Self::Other(value) => value,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonData {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match d.deserialize_any(Reader { element: false })? {
+            Read::Numbers(numbers) => Self::Numbers(numbers),
+            Read::Number(number) => Self::Other(Value::Number(number)),
+            Read::Other(value) => Self::Other(value),
+        })
+    }
+}
+
+/// What [`Reader`] read.
+enum Read {
+    Numbers(Vec<Number>),
+    Number(Number),
+    Other(Value),
+}
+
+/// Reads [`JsonData`] (`element: false`), or one element of its array (`element: true`: an
+/// array there is read as a JSON value, which ends the array's numbers).
+struct Reader {
+    element: bool,
+}
+
+/// One element of an array read by [`Reader`].
+struct Element(Read);
+
+impl<'de> Deserialize<'de> for Element {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(Reader { element: true }).map(Element)
+    }
+}
+
+impl<'de> Visitor<'de> for Reader {
+    type Value = Read;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a shape")
+        f.write_str("any JSON value")
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut dims = Vec::new();
-        // Once an element is not a dimension, every element, to show the array as it was.
-        let mut not_a_shape: Option<Vec<Value>> = None;
-        while let Some(element) = seq.next_element::<Value>()? {
-            match (&mut not_a_shape, element.as_u64()) {
-                (None, Some(dim)) => dims.push(dim),
-                (None, None) => {
-                    let mut all: Vec<Value> = dims.iter().map(|&d| Value::from(d)).collect();
-                    all.push(element);
-                    not_a_shape = Some(all);
-                }
-                (Some(all), _) => all.push(element),
-            }
+        if self.element {
+            let value = Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+            return Ok(Read::Other(value));
         }
-        Ok(not_a_shape.map_or(Ok(dims), |all| Err(Value::Array(all))))
+        let mut numbers = Vec::new();
+        while let Some(Element(element)) = seq.next_element()? {
+            let value = match element {
+                Read::Number(number) => {
+                    numbers.push(number);
+                    continue;
+                }
+                Read::Numbers(more) => Value::Array(more.into_iter().map(Value::Number).collect()),
+                Read::Other(value) => value,
+            };
+            // Not all numbers: the array as JSON values, every element as it came.
+            let mut all: Vec<Value> = numbers.into_iter().map(Value::Number).collect();
+            all.push(value);
+            while let Some(value) = seq.next_element::<Value>()? {
+                all.push(value);
+            }
+            return Ok(Read::Other(Value::Array(all)));
+        }
+        Ok(Read::Numbers(numbers))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
         let value = Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-        Ok(Err(value))
+        Ok(Read::Other(value))
     }
 
     fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Err(Value::Bool(v)))
+        Ok(Read::Other(Value::Bool(v)))
     }
 
     fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Err(Value::from(v)))
+        Ok(Read::Number(v.into()))
     }
 
     fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Err(Value::from(v)))
+        Ok(Read::Number(v.into()))
     }
 
     fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Err(Value::from(v)))
+        // As serde_json's own Value: a float that is no JSON number is null.
+        Ok(Number::from_f64(v).map_or(Read::Other(Value::Null), Read::Number))
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Err(Value::from(v)))
+        Ok(Read::Other(Value::from(v)))
     }
 
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Err(Value::Null))
+        Ok(Read::Other(Value::Null))
     }
 }
 
@@ -277,4 +340,45 @@ pub struct InferenceResponse<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     pub outputs: Vec<ResponseOutput<'a>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_data_is_the_json_value_and_numbers_only_for_an_array_of_numbers() {
+        let cases = [
+            "[0.3001,0.1471,8.589,153.4,17.33,2019.0]",
+            "[1,-2,3.5,18446744073709551615,-9223372036854775808,1e300]",
+            "[]",
+            "[1,\"a\",2]",
+            "[1,2,[3]]",
+            "[[1,2],[3,4]]",
+            "[null]",
+            "[true,1]",
+            "[1,{\"a\":[1]}]",
+            "{\"a\":1}",
+            "\"text\"",
+            "7",
+            "-7.5",
+            "true",
+            "null",
+        ];
+        for text in cases {
+            let value: Value = serde_json::from_str(text).unwrap();
+            let data: JsonData = serde_json::from_str(text).unwrap();
+            let all_numbers = value
+                .as_array()
+                .is_some_and(|items| items.iter().all(Value::is_number));
+            assert_eq!(matches!(data, JsonData::Numbers(_)), all_numbers, "{text}");
+            assert_eq!(serde_json::to_value(&data).unwrap(), value, "{text}");
+            assert_eq!(data.into_value(), value, "{text}");
+        }
+        // What serde_json refuses, this refuses too.
+        for text in ["[1,]", "[1e400]", "[01]", "[1 2]", "[NaN]"] {
+            assert!(serde_json::from_str::<JsonData>(text).is_err(), "{text}");
+            assert!(serde_json::from_str::<Value>(text).is_err(), "{text}");
+        }
+    }
 }
