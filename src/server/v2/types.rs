@@ -158,97 +158,66 @@ impl JsonData {
 
 impl<'de> Deserialize<'de> for JsonData {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(match d.deserialize_any(Reader { element: false })? {
-            Read::Numbers(numbers) => Self::Numbers(numbers),
-            Read::Number(number) => Self::Other(Value::Number(number)),
-            Read::Other(value) => Self::Other(value),
-        })
+        d.deserialize_any(JsonDataVisitor)
     }
 }
 
-/// What [`Reader`] read.
-enum Read {
-    Numbers(Vec<Number>),
-    Number(Number),
-    Other(Value),
-}
+/// Reads [`JsonData`]: an array element by element while they are numbers, anything else as
+/// serde_json's own [`Value`] reads it.
+struct JsonDataVisitor;
 
-/// Reads [`JsonData`] (`element: false`), or one element of its array (`element: true`: an
-/// array there is read as a JSON value, which ends the array's numbers).
-struct Reader {
-    element: bool,
-}
-
-/// One element of an array read by [`Reader`].
-struct Element(Read);
-
-impl<'de> Deserialize<'de> for Element {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(Reader { element: true }).map(Element)
-    }
-}
-
-impl<'de> Visitor<'de> for Reader {
-    type Value = Read;
+impl<'de> Visitor<'de> for JsonDataVisitor {
+    type Value = JsonData;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("any JSON value")
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        if self.element {
-            let value = Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
-            return Ok(Read::Other(value));
-        }
         let mut numbers = Vec::new();
-        while let Some(Element(element)) = seq.next_element()? {
-            let value = match element {
-                Read::Number(number) => {
-                    numbers.push(number);
-                    continue;
-                }
-                Read::Numbers(more) => Value::Array(more.into_iter().map(Value::Number).collect()),
-                Read::Other(value) => value,
-            };
-            // Not all numbers: the array as JSON values, every element as it came.
-            let mut all: Vec<Value> = numbers.into_iter().map(Value::Number).collect();
-            all.push(value);
-            while let Some(value) = seq.next_element::<Value>()? {
+        while let Some(value) = seq.next_element::<Value>()? {
+            let Value::Number(number) = value else {
+                // Not all numbers: the array as JSON values, every element as it came.
+                let mut all: Vec<Value> = numbers.into_iter().map(Value::Number).collect();
                 all.push(value);
-            }
-            return Ok(Read::Other(Value::Array(all)));
+                while let Some(value) = seq.next_element::<Value>()? {
+                    all.push(value);
+                }
+                return Ok(JsonData::Other(Value::Array(all)));
+            };
+            numbers.push(number);
         }
-        Ok(Read::Numbers(numbers))
+        Ok(JsonData::Numbers(numbers))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
         let value = Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-        Ok(Read::Other(value))
+        Ok(JsonData::Other(value))
     }
 
     fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Read::Other(Value::Bool(v)))
+        Ok(JsonData::Other(Value::Bool(v)))
     }
 
     fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Read::Number(v.into()))
+        Ok(JsonData::Other(Value::from(v)))
     }
 
     fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Read::Number(v.into()))
+        Ok(JsonData::Other(Value::from(v)))
     }
 
     fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
         // As serde_json's own Value: a float that is no JSON number is null.
-        Ok(Number::from_f64(v).map_or(Read::Other(Value::Null), Read::Number))
+        Ok(JsonData::Other(Value::from(v)))
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Read::Other(Value::from(v)))
+        Ok(JsonData::Other(Value::from(v)))
     }
 
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Read::Other(Value::Null))
+        Ok(JsonData::Other(Value::Null))
     }
 }
 
